@@ -1,0 +1,43 @@
+"""The errors ofabench raises on purpose.
+
+Every message says what was wrong, what is allowed and, where it helps, what to do. The CLI turns
+any :class:`OfabenchError` into a one-line message and exit code 1.
+"""
+
+from __future__ import annotations
+
+
+class OfabenchError(Exception):
+    """Root of every error ofabench raises deliberately."""
+
+
+class InvalidArchError(OfabenchError, ValueError):
+    """An architecture does not fit its search space (field, bad value, allowed values)."""
+
+
+class ConfigError(OfabenchError, ValueError):
+    """A configuration file or argument is malformed or names something unknown."""
+
+
+class CheckpointError(OfabenchError):
+    """A checkpoint cannot be read, or belongs to another search space."""
+
+
+class ExportError(OfabenchError):
+    """A model could not be exported or failed its numerical check."""
+
+
+class MissingDependencyError(OfabenchError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+def require(module: str, extra: str):
+    """Import ``module`` or raise :class:`MissingDependencyError` naming the pip extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{module} is not installed; install it with: pip install 'ofabench[{extra}]'"
+        ) from exc

@@ -1,0 +1,546 @@
+"""The OFA-MobileNetV3 search space (:class:`SpaceSpec`) and one point in it (:class:`ArchConfig`).
+
+An architecture is OFA's ``{"ks", "e", "d", "r"}``: a kernel size and an expand ratio for every
+block slot (``n_stages * max_depth`` of them, skipped slots included, as OFA keeps them), a depth
+per stage and an input resolution. Everything here is pure Python + numpy; no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, InvalidArchError
+
+SCHEMA_VERSION = 1
+ACTIVATIONS = ("relu", "h_swish")
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round ``value`` to a multiple of ``divisor`` without going more than 10% below it (OFA/TF rule)."""
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def as_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    """A numpy Generator from a seed, an existing Generator, or None (fresh entropy)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(seed)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One elastic stage: base width (before the width multiplier), first stride, activation, SE."""
+
+    width: int
+    stride: int
+    act: str
+    se: bool
+
+
+OFA_MBV3_STAGES = (
+    StageSpec(24, 2, "relu", False),
+    StageSpec(40, 2, "relu", True),
+    StageSpec(80, 2, "h_swish", False),
+    StageSpec(112, 1, "h_swish", True),
+    StageSpec(160, 2, "h_swish", True),
+)
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """One subnet: per-slot kernel sizes ``ks`` and expand ratios ``e``, per-stage depths ``d``,
+    input resolution ``r``. Frozen and hashable; validate it against a space with
+    :meth:`SpaceSpec.validate`."""
+
+    ks: tuple[int, ...]
+    e: tuple[int, ...]
+    d: tuple[int, ...]
+    r: int
+
+    def __post_init__(self) -> None:
+        for name in ("ks", "e", "d"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+                raise InvalidArchError(f"arch field {name!r} must be a list of integers, got {value!r}")
+            object.__setattr__(self, name, tuple(_as_int(name, v) for v in value))
+        r = self.r
+        if isinstance(r, (list, tuple)):  # OFA writes "r": [224]
+            if len(r) != 1:
+                raise InvalidArchError(f"arch field 'r' must be one resolution, got {r!r}")
+            r = r[0]
+        object.__setattr__(self, "r", _as_int("r", r))
+
+    # -- conversions -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"ks": list(self.ks), "e": list(self.e), "d": list(self.d), "r": self.r}
+
+    def to_ofa_dict(self) -> dict[str, Any]:
+        """OFA's dict form, as its ``ArchManager``/``EvolutionFinder`` use it (``r`` a 1-list)."""
+        return {"ks": list(self.ks), "e": list(self.e), "d": list(self.d), "r": [self.r]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], default_r: int | None = None) -> ArchConfig:
+        """Read ofabench's or OFA's dict form (``r`` an int or a 1-list; OFA's ``wid: None`` ignored).
+
+        OFA ``net.config`` files carry no resolution: pass ``default_r`` for them.
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidArchError(f"an arch must be a mapping with keys ks, e, d, r; got {type(data).__name__}")
+        known = {"ks", "e", "d", "r", "wid", "image_size"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidArchError(f"unknown arch field(s) {unknown}; allowed: ks, e, d, r")
+        if data.get("wid") is not None:
+            raise InvalidArchError("arch field 'wid' (elastic width multiplier) is not supported; use null")
+        missing = [k for k in ("ks", "e", "d") if k not in data]
+        r = data.get("r", data.get("image_size", default_r))
+        if r is None:
+            missing.append("r")
+        if missing:
+            raise InvalidArchError(f"arch is missing field(s) {missing}; required: ks, e, d, r")
+        return cls(ks=data["ks"], e=data["e"], d=data["d"], r=r)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> ArchConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidArchError(f"arch is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+
+def _as_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidArchError(f"arch field {name!r} must hold integers, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class LayerGeom:
+    """The geometry of one layer of a subnet, enough to count it and to key a latency table.
+
+    ``kind`` is one of ``stem``, ``mbconv``, ``final_expand``, ``pool``, ``feature_mix``,
+    ``classifier``. ``hw`` is the input's height (= width).
+    """
+
+    kind: str
+    hw: int
+    in_c: int
+    out_c: int
+    mid: int = 0
+    kernel: int = 1
+    stride: int = 1
+    se: bool = False
+    act: str = "relu"
+    residual: bool = False
+    has_expand: bool = True
+
+    @property
+    def out_hw(self) -> int:
+        return (self.hw - 1) // self.stride + 1
+
+    @property
+    def se_mid(self) -> int:
+        return make_divisible(self.mid // 4, 8) if self.se else 0
+
+
+@dataclass(frozen=True)
+class SpaceSpec:
+    """An OFA-MobileNetV3-style search space; the defaults are OFA's w1.0 ImageNet space."""
+
+    name: str = "ofa_mbv3_w1.0"
+    width_mult: float = 1.0
+    in_channels: int = 3
+    n_classes: int = 1000
+    stem_width: int = 16
+    stem_stride: int = 2
+    first_block_width: int = 16
+    stages: tuple[StageSpec, ...] = OFA_MBV3_STAGES
+    final_expand_width: int = 960
+    feature_mix_width: int = 1280
+    kernel_choices: tuple[int, ...] = (3, 5, 7)
+    expand_choices: tuple[int, ...] = (3, 4, 6)
+    depth_choices: tuple[int, ...] = (2, 3, 4)
+    resolutions: tuple[int, ...] = tuple(range(128, 225, 4))
+    dropout: float = 0.1
+    max_depth: int = field(default=0)  # 0: max(depth_choices); set explicitly by restrict()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stages", tuple(_stage(s) for s in self.stages))
+        for name in ("kernel_choices", "expand_choices", "depth_choices", "resolutions"):
+            values = tuple(sorted({int(v) for v in getattr(self, name)}))
+            if not values:
+                raise ConfigError(f"space field {name!r} must list at least one value")
+            object.__setattr__(self, name, values)
+        if any(k % 2 == 0 or k < 1 for k in self.kernel_choices):
+            raise ConfigError(f"kernel choices must be odd positive sizes, got {self.kernel_choices}")
+        if self.max_depth == 0:
+            object.__setattr__(self, "max_depth", max(self.depth_choices))
+        if max(self.depth_choices) > self.max_depth or min(self.depth_choices) < 1:
+            raise ConfigError(f"depth choices {self.depth_choices} must lie in 1..{self.max_depth}")
+        if self.width_mult <= 0 or self.in_channels < 1 or self.n_classes < 1:
+            raise ConfigError("width_mult, in_channels and n_classes must be positive")
+        if self.stem_stride not in (1, 2):
+            raise ConfigError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
+
+    # -- derived sizes -----------------------------------------------------------------------
+    def _width(self, base: int) -> int:
+        return make_divisible(base * self.width_mult, 8)
+
+    @property
+    def n_stages(self) -> int:
+        return len(self.stages)
+
+    @property
+    def n_blocks(self) -> int:
+        """Number of elastic block slots (``ks``/``e`` entries): stages x max depth."""
+        return self.n_stages * self.max_depth
+
+    @property
+    def stem_channels(self) -> int:
+        return self._width(self.stem_width)
+
+    @property
+    def first_block_channels(self) -> int:
+        return self._width(self.first_block_width)
+
+    @property
+    def stage_channels(self) -> tuple[int, ...]:
+        return tuple(self._width(s.width) for s in self.stages)
+
+    @property
+    def final_expand_channels(self) -> int:
+        return self._width(self.final_expand_width)
+
+    @property
+    def feature_mix_channels(self) -> int:
+        return self._width(self.feature_mix_width)
+
+    def mid_channels(self, in_channels: int, expand: int) -> int:
+        """Inverted-bottleneck width of a block: OFA's ``make_divisible(round(in * e), 8)``."""
+        return make_divisible(round(in_channels * expand), 8)
+
+    # -- validation ----------------------------------------------------------------------------
+    def validate(self, arch: ArchConfig | Mapping[str, Any]) -> ArchConfig:
+        """Return ``arch`` as an :class:`ArchConfig` if it fits this space, else raise
+        :class:`InvalidArchError` naming the field, the bad value and the allowed values."""
+        if not isinstance(arch, ArchConfig):
+            arch = ArchConfig.from_dict(arch)
+        for name, length, allowed in (
+            ("ks", self.n_blocks, self.kernel_choices),
+            ("e", self.n_blocks, self.expand_choices),
+            ("d", self.n_stages, self.depth_choices),
+        ):
+            values = getattr(arch, name)
+            if len(values) != length:
+                raise InvalidArchError(
+                    f"arch field {name!r} has {len(values)} entries; space {self.name!r} needs {length}"
+                )
+            for i, v in enumerate(values):
+                if v not in allowed:
+                    raise InvalidArchError(
+                        f"arch field {name!r}[{i}] = {v} is not allowed in space {self.name!r}; "
+                        f"allowed: {list(allowed)}"
+                    )
+        if arch.r not in self.resolutions:
+            raise InvalidArchError(
+                f"arch resolution r = {arch.r} is not in space {self.name!r}; allowed: "
+                f"{_describe_values(self.resolutions)}"
+            )
+        return arch
+
+    def contains(self, arch: ArchConfig) -> bool:
+        try:
+            self.validate(arch)
+        except InvalidArchError:
+            return False
+        return True
+
+    # -- construction --------------------------------------------------------------------------
+    def uniform(self, ks: int, e: int, d: int, r: int | None = None) -> ArchConfig:
+        """The same kernel, expand ratio and depth everywhere (how MobileNets are scaled by hand)."""
+        r = max(self.resolutions) if r is None else r
+        return self.validate(ArchConfig((ks,) * self.n_blocks, (e,) * self.n_blocks, (d,) * self.n_stages, r))
+
+    def max_arch(self) -> ArchConfig:
+        return self.uniform(max(self.kernel_choices), max(self.expand_choices), max(self.depth_choices))
+
+    def min_arch(self) -> ArchConfig:
+        return self.uniform(
+            min(self.kernel_choices), min(self.expand_choices), min(self.depth_choices), min(self.resolutions)
+        )
+
+    def sample(self, rng: int | np.random.Generator | None = None) -> ArchConfig:
+        """A uniformly random architecture (every choice independent, as OFA samples)."""
+        rng = as_rng(rng)
+        return ArchConfig(
+            ks=tuple(int(v) for v in rng.choice(self.kernel_choices, self.n_blocks)),
+            e=tuple(int(v) for v in rng.choice(self.expand_choices, self.n_blocks)),
+            d=tuple(int(v) for v in rng.choice(self.depth_choices, self.n_stages)),
+            r=int(rng.choice(self.resolutions)),
+        )
+
+    def mutate(
+        self,
+        arch: ArchConfig,
+        rng: int | np.random.Generator | None = None,
+        prob: float = 0.1,
+        resolution_prob: float = 0.5,
+    ) -> ArchConfig:
+        """Resample each kernel, expand ratio and depth with probability ``prob`` and the
+        resolution with probability ``resolution_prob`` (OFA's evolutionary mutation)."""
+        rng = as_rng(rng)
+
+        def resample(values: tuple[int, ...], choices: tuple[int, ...]) -> tuple[int, ...]:
+            hit = rng.random(len(values)) < prob
+            fresh = rng.choice(choices, len(values))
+            return tuple(int(f) if h else v for v, f, h in zip(values, fresh, hit))
+
+        r = int(rng.choice(self.resolutions)) if rng.random() < resolution_prob else arch.r
+        return ArchConfig(
+            ks=resample(arch.ks, self.kernel_choices),
+            e=resample(arch.e, self.expand_choices),
+            d=resample(arch.d, self.depth_choices),
+            r=r,
+        )
+
+    def crossover(
+        self, a: ArchConfig, b: ArchConfig, rng: int | np.random.Generator | None = None
+    ) -> ArchConfig:
+        """Each gene (kernel, expand, depth, resolution) taken from one parent at random."""
+        rng = as_rng(rng)
+
+        def mix(x: tuple[int, ...], y: tuple[int, ...]) -> tuple[int, ...]:
+            pick = rng.random(len(x)) < 0.5
+            return tuple(u if p else v for u, v, p in zip(x, y, pick))
+
+        return ArchConfig(ks=mix(a.ks, b.ks), e=mix(a.e, b.e), d=mix(a.d, b.d), r=a.r if rng.random() < 0.5 else b.r)
+
+    def restrict(
+        self,
+        kernel_choices: Sequence[int] | None = None,
+        expand_choices: Sequence[int] | None = None,
+        depth_choices: Sequence[int] | None = None,
+        resolutions: Sequence[int] | None = None,
+    ) -> SpaceSpec:
+        """A sub-space with fewer choices (e.g. a progressive-shrinking stage). The network's shape
+        (slots per stage) is unchanged; every given choice must already be in this space."""
+        changes: dict[str, Any] = {"max_depth": self.max_depth}
+        for name, values in (
+            ("kernel_choices", kernel_choices),
+            ("expand_choices", expand_choices),
+            ("depth_choices", depth_choices),
+            ("resolutions", resolutions),
+        ):
+            if values is None:
+                continue
+            allowed = getattr(self, name)
+            bad = sorted(set(int(v) for v in values) - set(allowed))
+            if bad:
+                raise ConfigError(f"{name} {bad} are not in space {self.name!r}; allowed: {list(allowed)}")
+            changes[name] = tuple(values)
+        return dataclasses.replace(self, **changes)
+
+    # -- geometry ------------------------------------------------------------------------------
+    def active_blocks(self, arch: ArchConfig) -> list[tuple[int, int, int, int]]:
+        """``(stage, slot, kernel, expand)`` of every block a subnet runs, in order."""
+        out = []
+        for s, depth in enumerate(arch.d):
+            for j in range(depth):
+                slot = s * self.max_depth + j
+                out.append((s, slot, arch.ks[slot], arch.e[slot]))
+        return out
+
+    def layers(self, arch: ArchConfig) -> list[LayerGeom]:
+        """The layers of a subnet with their shapes, stem to classifier."""
+        arch = self.validate(arch)
+        hw = arch.r
+        stem = LayerGeom("stem", hw, self.in_channels, self.stem_channels, kernel=3, stride=self.stem_stride, act="h_swish")
+        hw = stem.out_hw
+        first_act = self.stages[0].act if self.stages else "relu"
+        first = LayerGeom(
+            "mbconv", hw, self.stem_channels, self.first_block_channels, mid=self.stem_channels, kernel=3,
+            stride=1, se=False, act=first_act, residual=self.stem_channels == self.first_block_channels,
+            has_expand=False,
+        )
+        out = [stem, first]
+        channels = self.first_block_channels
+        for s, slot_j, k, e in self.active_blocks(arch):
+            stage = self.stages[s]
+            j = slot_j - s * self.max_depth
+            stride = stage.stride if j == 0 else 1
+            out_c = self.stage_channels[s]
+            out.append(
+                LayerGeom(
+                    "mbconv", hw, channels, out_c, mid=self.mid_channels(channels, e), kernel=k, stride=stride,
+                    se=stage.se, act=stage.act, residual=stride == 1 and channels == out_c,
+                )
+            )
+            hw, channels = out[-1].out_hw, out_c
+        out.append(LayerGeom("final_expand", hw, channels, self.final_expand_channels, act="h_swish"))
+        out.append(LayerGeom("pool", hw, self.final_expand_channels, self.final_expand_channels))
+        out.append(LayerGeom("feature_mix", 1, self.final_expand_channels, self.feature_mix_channels, act="h_swish"))
+        out.append(LayerGeom("classifier", 1, self.feature_mix_channels, self.n_classes))
+        return out
+
+    # -- files ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["stages"] = [dataclasses.asdict(s) for s in self.stages]
+        for key in ("kernel_choices", "expand_choices", "depth_choices", "resolutions"):
+            data[key] = list(data[key])
+        return {"schema_version": SCHEMA_VERSION, **data}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SpaceSpec:
+        data = dict(data)
+        data.pop("schema_version", None)
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ConfigError(f"unknown space field(s) {unknown}; allowed: {sorted(allowed)}")
+        if "stages" in data:
+            data["stages"] = tuple(_stage(s) for s in data["stages"])
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"bad space description: {exc}") from exc
+
+    def fingerprint(self) -> str:
+        """A short stable hash of everything that shapes the supernet's weights."""
+        import hashlib
+
+        shape = self.to_dict()
+        for key in ("name", "resolutions", "dropout"):
+            shape.pop(key)
+        return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _stage(value: StageSpec | Mapping[str, Any]) -> StageSpec:
+    if isinstance(value, StageSpec):
+        stage = value
+    else:
+        try:
+            stage = StageSpec(**value)
+        except TypeError as exc:
+            raise ConfigError(f"bad stage {value!r}: needs width, stride, act, se") from exc
+    if stage.act not in ACTIVATIONS:
+        raise ConfigError(f"stage activation {stage.act!r} is unknown; allowed: {list(ACTIVATIONS)}")
+    if stage.stride not in (1, 2):
+        raise ConfigError(f"stage stride must be 1 or 2, got {stage.stride}")
+    return stage
+
+
+def _describe_values(values: tuple[int, ...]) -> str:
+    steps = {b - a for a, b in zip(values, values[1:])}
+    if len(values) > 4 and len(steps) == 1:
+        return f"{values[0]}..{values[-1]} in steps of {steps.pop()}"
+    return str(list(values))
+
+
+# -- presets ---------------------------------------------------------------------------------------
+def _small_input(width_mult: float = 1.0, in_channels: int = 1, n_classes: int = 10) -> SpaceSpec:
+    return SpaceSpec(
+        name=f"small32_w{width_mult:g}",
+        width_mult=width_mult,
+        in_channels=in_channels,
+        n_classes=n_classes,
+        stem_stride=1,
+        resolutions=(24, 28, 32),
+    )
+
+
+SPACE_PRESETS = {
+    "ofa_mbv3_w1.0": lambda: SpaceSpec(),
+    "ofa_mbv3_w1.2": lambda: SpaceSpec(name="ofa_mbv3_w1.2", width_mult=1.2),
+    "small32": _small_input,
+    "small32_w0.5": lambda: _small_input(0.5),
+}
+
+
+def list_spaces() -> list[str]:
+    return sorted(SPACE_PRESETS)
+
+
+def get_space(name_or_path: str | Path | SpaceSpec = "ofa_mbv3_w1.0") -> SpaceSpec:
+    """A preset by name (see :func:`list_spaces`), or a space saved as JSON/YAML at a path."""
+    if isinstance(name_or_path, SpaceSpec):
+        return name_or_path
+    key = str(name_or_path)
+    if key in SPACE_PRESETS:
+        return SPACE_PRESETS[key]()
+    path = Path(key)
+    if path.suffix.lower() in (".json", ".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"space file {path} does not exist")
+        text = path.read_text()
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"space file {path} must hold a mapping of space fields")
+        return SpaceSpec.from_dict(data)
+    raise ConfigError(f"unknown space {key!r}; presets: {list_spaces()}, or a .json/.yaml space file")
+
+
+def load_arch(path: str | Path, space: SpaceSpec | None = None) -> ArchConfig:
+    """Read an arch file (ofabench JSON or an OFA dict / ``net.config`` with ``r``) and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidArchError(f"arch file {path} does not exist")
+    arch = ArchConfig.from_json(path.read_text())
+    return space.validate(arch) if space is not None else arch
+
+
+@dataclass(frozen=True, eq=False)
+class ArchBatch:
+    """A population of architectures as integer arrays, for vectorised prediction and search:
+    ``ks``/``e`` of shape (N, n_blocks), ``d`` (N, n_stages), ``r`` (N,)."""
+
+    ks: np.ndarray
+    e: np.ndarray
+    d: np.ndarray
+    r: np.ndarray
+
+    @classmethod
+    def from_archs(cls, archs: Sequence[ArchConfig]) -> ArchBatch:
+        if not archs:
+            raise InvalidArchError("an ArchBatch needs at least one architecture")
+        return cls(
+            ks=np.array([a.ks for a in archs], dtype=np.int64),
+            e=np.array([a.e for a in archs], dtype=np.int64),
+            d=np.array([a.d for a in archs], dtype=np.int64),
+            r=np.array([a.r for a in archs], dtype=np.int64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.r)
+
+    def __getitem__(self, index: int) -> ArchConfig:
+        return ArchConfig(tuple(self.ks[index]), tuple(self.e[index]), tuple(self.d[index]), int(self.r[index]))
+
+    def to_archs(self) -> list[ArchConfig]:
+        return [self[i] for i in range(len(self))]
+
+    def active_mask(self, space: SpaceSpec) -> np.ndarray:
+        """(N, n_blocks) booleans: which block slots each subnet runs."""
+        slot_in_stage = np.arange(space.n_blocks) % space.max_depth
+        depth_of_slot = np.repeat(self.d, space.max_depth, axis=1)
+        return slot_in_stage[None, :] < depth_of_slot
