@@ -72,7 +72,9 @@ class ArchConfig:
         for name in ("ks", "e", "d"):
             value = getattr(self, name)
             if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-                raise InvalidArchError(f"arch field {name!r} must be a list of integers, got {value!r}")
+                raise InvalidArchError(
+                    f"arch field {name!r} must be a list of integers, got {value!r}"
+                )
             object.__setattr__(self, name, tuple(_as_int(name, v) for v in value))
         r = self.r
         if isinstance(r, (list, tuple)):  # OFA writes "r": [224]
@@ -96,13 +98,17 @@ class ArchConfig:
         OFA ``net.config`` files carry no resolution: pass ``default_r`` for them.
         """
         if not isinstance(data, Mapping):
-            raise InvalidArchError(f"an arch must be a mapping with keys ks, e, d, r; got {type(data).__name__}")
+            raise InvalidArchError(
+                f"an arch must be a mapping with keys ks, e, d, r; got {type(data).__name__}"
+            )
         known = {"ks", "e", "d", "r", "wid", "image_size"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise InvalidArchError(f"unknown arch field(s) {unknown}; allowed: ks, e, d, r")
         if data.get("wid") is not None:
-            raise InvalidArchError("arch field 'wid' (elastic width multiplier) is not supported; use null")
+            raise InvalidArchError(
+                "arch field 'wid' (elastic width multiplier) is not supported; use null"
+            )
         missing = [k for k in ("ks", "e", "d") if k not in data]
         r = data.get("r", data.get("image_size", default_r))
         if r is None:
@@ -187,7 +193,9 @@ class SpaceSpec:
                 raise ConfigError(f"space field {name!r} must list at least one value")
             object.__setattr__(self, name, values)
         if any(k % 2 == 0 or k < 1 for k in self.kernel_choices):
-            raise ConfigError(f"kernel choices must be odd positive sizes, got {self.kernel_choices}")
+            raise ConfigError(
+                f"kernel choices must be odd positive sizes, got {self.kernel_choices}"
+            )
         if self.max_depth == 0:
             object.__setattr__(self, "max_depth", max(self.depth_choices))
         if max(self.depth_choices) > self.max_depth or min(self.depth_choices) < 1:
@@ -274,14 +282,21 @@ class SpaceSpec:
     def uniform(self, ks: int, e: int, d: int, r: int | None = None) -> ArchConfig:
         """The same kernel, expand ratio and depth everywhere (how MobileNets are scaled by hand)."""
         r = max(self.resolutions) if r is None else r
-        return self.validate(ArchConfig((ks,) * self.n_blocks, (e,) * self.n_blocks, (d,) * self.n_stages, r))
+        return self.validate(
+            ArchConfig((ks,) * self.n_blocks, (e,) * self.n_blocks, (d,) * self.n_stages, r)
+        )
 
     def max_arch(self) -> ArchConfig:
-        return self.uniform(max(self.kernel_choices), max(self.expand_choices), max(self.depth_choices))
+        return self.uniform(
+            max(self.kernel_choices), max(self.expand_choices), max(self.depth_choices)
+        )
 
     def min_arch(self) -> ArchConfig:
         return self.uniform(
-            min(self.kernel_choices), min(self.expand_choices), min(self.depth_choices), min(self.resolutions)
+            min(self.kernel_choices),
+            min(self.expand_choices),
+            min(self.depth_choices),
+            min(self.resolutions),
         )
 
     def sample(self, rng: int | np.random.Generator | None = None) -> ArchConfig:
@@ -328,7 +343,12 @@ class SpaceSpec:
             pick = rng.random(len(x)) < 0.5
             return tuple(u if p else v for u, v, p in zip(x, y, pick))
 
-        return ArchConfig(ks=mix(a.ks, b.ks), e=mix(a.e, b.e), d=mix(a.d, b.d), r=a.r if rng.random() < 0.5 else b.r)
+        return ArchConfig(
+            ks=mix(a.ks, b.ks),
+            e=mix(a.e, b.e),
+            d=mix(a.d, b.d),
+            r=a.r if rng.random() < 0.5 else b.r,
+        )
 
     def restrict(
         self,
@@ -351,7 +371,9 @@ class SpaceSpec:
             allowed = getattr(self, name)
             bad = sorted(set(int(v) for v in values) - set(allowed))
             if bad:
-                raise ConfigError(f"{name} {bad} are not in space {self.name!r}; allowed: {list(allowed)}")
+                raise ConfigError(
+                    f"{name} {bad} are not in space {self.name!r}; allowed: {list(allowed)}"
+                )
             changes[name] = tuple(values)
         return dataclasses.replace(self, **changes)
 
@@ -369,12 +391,28 @@ class SpaceSpec:
         """The layers of a subnet with their shapes, stem to classifier."""
         arch = self.validate(arch)
         hw = arch.r
-        stem = LayerGeom("stem", hw, self.in_channels, self.stem_channels, kernel=3, stride=self.stem_stride, act="h_swish")
+        stem = LayerGeom(
+            "stem",
+            hw,
+            self.in_channels,
+            self.stem_channels,
+            kernel=3,
+            stride=self.stem_stride,
+            act="h_swish",
+        )
         hw = stem.out_hw
         first_act = self.stages[0].act if self.stages else "relu"
         first = LayerGeom(
-            "mbconv", hw, self.stem_channels, self.first_block_channels, mid=self.stem_channels, kernel=3,
-            stride=1, se=False, act=first_act, residual=self.stem_channels == self.first_block_channels,
+            "mbconv",
+            hw,
+            self.stem_channels,
+            self.first_block_channels,
+            mid=self.stem_channels,
+            kernel=3,
+            stride=1,
+            se=False,
+            act=first_act,
+            residual=self.stem_channels == self.first_block_channels,
             has_expand=False,
         )
         out = [stem, first]
@@ -386,14 +424,32 @@ class SpaceSpec:
             out_c = self.stage_channels[s]
             out.append(
                 LayerGeom(
-                    "mbconv", hw, channels, out_c, mid=self.mid_channels(channels, e), kernel=k, stride=stride,
-                    se=stage.se, act=stage.act, residual=stride == 1 and channels == out_c,
+                    "mbconv",
+                    hw,
+                    channels,
+                    out_c,
+                    mid=self.mid_channels(channels, e),
+                    kernel=k,
+                    stride=stride,
+                    se=stage.se,
+                    act=stage.act,
+                    residual=stride == 1 and channels == out_c,
                 )
             )
             hw, channels = out[-1].out_hw, out_c
-        out.append(LayerGeom("final_expand", hw, channels, self.final_expand_channels, act="h_swish"))
+        out.append(
+            LayerGeom("final_expand", hw, channels, self.final_expand_channels, act="h_swish")
+        )
         out.append(LayerGeom("pool", hw, self.final_expand_channels, self.final_expand_channels))
-        out.append(LayerGeom("feature_mix", 1, self.final_expand_channels, self.feature_mix_channels, act="h_swish"))
+        out.append(
+            LayerGeom(
+                "feature_mix",
+                1,
+                self.final_expand_channels,
+                self.feature_mix_channels,
+                act="h_swish",
+            )
+        )
         out.append(LayerGeom("classifier", 1, self.feature_mix_channels, self.n_classes))
         return out
 
@@ -439,7 +495,9 @@ def _stage(value: StageSpec | Mapping[str, Any]) -> StageSpec:
         except TypeError as exc:
             raise ConfigError(f"bad stage {value!r}: needs width, stride, act, se") from exc
     if stage.act not in ACTIVATIONS:
-        raise ConfigError(f"stage activation {stage.act!r} is unknown; allowed: {list(ACTIVATIONS)}")
+        raise ConfigError(
+            f"stage activation {stage.act!r} is unknown; allowed: {list(ACTIVATIONS)}"
+        )
     if stage.stride not in (1, 2):
         raise ConfigError(f"stage stride must be 1 or 2, got {stage.stride}")
     return stage
@@ -497,7 +555,9 @@ def get_space(name_or_path: str | Path | SpaceSpec = "ofa_mbv3_w1.0") -> SpaceSp
         if not isinstance(data, Mapping):
             raise ConfigError(f"space file {path} must hold a mapping of space fields")
         return SpaceSpec.from_dict(data)
-    raise ConfigError(f"unknown space {key!r}; presets: {list_spaces()}, or a .json/.yaml space file")
+    raise ConfigError(
+        f"unknown space {key!r}; presets: {list_spaces()}, or a .json/.yaml space file"
+    )
 
 
 def load_arch(path: str | Path, space: SpaceSpec | None = None) -> ArchConfig:
@@ -534,7 +594,9 @@ class ArchBatch:
         return len(self.r)
 
     def __getitem__(self, index: int) -> ArchConfig:
-        return ArchConfig(tuple(self.ks[index]), tuple(self.e[index]), tuple(self.d[index]), int(self.r[index]))
+        return ArchConfig(
+            tuple(self.ks[index]), tuple(self.e[index]), tuple(self.d[index]), int(self.r[index])
+        )
 
     def to_archs(self) -> list[ArchConfig]:
         return [self[i] for i in range(len(self))]

@@ -60,10 +60,14 @@ class ElasticMBConv(nn.Module):
         max_mid = self.mid_channels(self.expand_choices[-1])
         self.expand_conv = nn.Conv2d(in_c, max_mid, 1, bias=False)
         self.expand_bn = batch_norm(max_mid)
-        self.dw_conv = nn.Conv2d(max_mid, max_mid, max_k, stride, max_k // 2, groups=max_mid, bias=False)
+        self.dw_conv = nn.Conv2d(
+            max_mid, max_mid, max_k, stride, max_k // 2, groups=max_mid, bias=False
+        )
         self.dw_bn = batch_norm(max_mid)
         for big, small in self._transform_pairs(self.kernel_choices[0]):
-            self.register_parameter(f"transform_{big}to{small}", nn.Parameter(torch.eye(small * small)))
+            self.register_parameter(
+                f"transform_{big}to{small}", nn.Parameter(torch.eye(small * small))
+            )
         if se:
             se_max = make_divisible(max_mid // 4, 8)
             self.se_reduce = nn.Conv2d(max_mid, se_max, 1, bias=True)
@@ -88,8 +92,12 @@ class ElasticMBConv(nn.Module):
         size = self.kernel_choices[-1]
         for big, small in self._transform_pairs(kernel):
             start = (big - small) // 2
-            patch = weight[:, :, start : start + small, start : start + small].reshape(mid, small * small)
-            weight = F.linear(patch, getattr(self, f"transform_{big}to{small}")).view(mid, 1, small, small)
+            patch = weight[:, :, start : start + small, start : start + small].reshape(
+                mid, small * small
+            )
+            weight = F.linear(patch, getattr(self, f"transform_{big}to{small}")).view(
+                mid, 1, small, small
+            )
             size = small
         assert size == kernel, f"kernel {kernel} is not one of {self.kernel_choices}"
         return weight
@@ -109,15 +117,24 @@ class ElasticMBConv(nn.Module):
     def _squeeze_excite(self, h: torch.Tensor, mid: int) -> torch.Tensor:
         se_mid = make_divisible(mid // 4, 8)
         gate = h.mean((2, 3), keepdim=True)
-        gate = F.relu(F.conv2d(gate, self.se_reduce.weight[:se_mid, :mid], self.se_reduce.bias[:se_mid]))
+        gate = F.relu(
+            F.conv2d(gate, self.se_reduce.weight[:se_mid, :mid], self.se_reduce.bias[:se_mid])
+        )
         gate = F.conv2d(gate, self.se_expand.weight[:mid, :se_mid], self.se_expand.bias[:mid])
         return h * F.hardsigmoid(gate)
 
     # -- subnet extraction -------------------------------------------------------------------
     def geometry(self, hw: int) -> LayerGeom:
         return LayerGeom(
-            "mbconv", hw, self.in_c, self.out_c, mid=self.mid_channels(self.active_expand),
-            kernel=self.active_kernel, stride=self.stride, se=self.use_se, act=self.act,
+            "mbconv",
+            hw,
+            self.in_c,
+            self.out_c,
+            mid=self.mid_channels(self.active_expand),
+            kernel=self.active_kernel,
+            stride=self.stride,
+            se=self.use_se,
+            act=self.act,
             residual=self.residual,
         )
 
@@ -161,7 +178,9 @@ class ElasticMBConv(nn.Module):
             self.se_reduce.weight.copy_(self.se_reduce.weight[:, order])
             self.se_expand.weight.copy_(self.se_expand.weight[order])
             self.se_expand.bias.copy_(self.se_expand.bias[order])
-            se_order = torch.argsort(self.se_expand.weight.abs().sum(dim=(0, 2, 3)), descending=True, stable=True)
+            se_order = torch.argsort(
+                self.se_expand.weight.abs().sum(dim=(0, 2, 3)), descending=True, stable=True
+            )
             self.se_expand.weight.copy_(self.se_expand.weight[:, se_order])
             self.se_reduce.weight.copy_(self.se_reduce.weight[se_order])
             self.se_reduce.bias.copy_(self.se_reduce.bias[se_order])

@@ -79,11 +79,15 @@ def unwrap_state_dict(obj: object) -> Mapping[str, torch.Tensor]:
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError("checkpoint holds no state dict (expected a mapping of names to tensors)")
+        raise CheckpointError(
+            "checkpoint holds no state dict (expected a mapping of names to tensors)"
+        )
     return obj
 
 
-def convert_ofa_state_dict(model: OFAMobileNetV3, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def convert_ofa_state_dict(
+    model: OFAMobileNetV3, state_dict: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Rename an OFA state dict to ``model``'s names and check every shape against it."""
     target = model.state_dict()
     converted: dict[str, torch.Tensor] = {}
@@ -102,7 +106,9 @@ def convert_ofa_state_dict(model: OFAMobileNetV3, state_dict: Mapping[str, torch
         converted[name] = tensor
     missing = sorted(set(target) - set(converted) - _optional_keys(target))
     if missing:
-        raise CheckpointError(f"the OFA checkpoint lacks {len(missing)} tensor(s), e.g. {missing[:3]}")
+        raise CheckpointError(
+            f"the OFA checkpoint lacks {len(missing)} tensor(s), e.g. {missing[:3]}"
+        )
     return converted
 
 
@@ -111,7 +117,9 @@ def _optional_keys(target: Mapping[str, torch.Tensor]) -> set[str]:
     return {k for k in target if k.endswith("num_batches_tracked")}
 
 
-def load_ofa_state_dict(model: OFAMobileNetV3, state_dict: Mapping[str, torch.Tensor]) -> OFAMobileNetV3:
+def load_ofa_state_dict(
+    model: OFAMobileNetV3, state_dict: Mapping[str, torch.Tensor]
+) -> OFAMobileNetV3:
     """Load an OFA state dict (any spelling) into ``model`` in place and return it."""
     model.load_state_dict(convert_ofa_state_dict(model, state_dict), strict=False)
     return model

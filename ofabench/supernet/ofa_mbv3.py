@@ -37,13 +37,23 @@ class OFAMobileNetV3(nn.Module):
             for j in range(space.max_depth):
                 stride = stage.stride if j == 0 else 1
                 blocks.append(
-                    ElasticMBConv(in_c, out_c, stride, stage.act, stage.se, space.kernel_choices, space.expand_choices)
+                    ElasticMBConv(
+                        in_c,
+                        out_c,
+                        stride,
+                        stage.act,
+                        stage.se,
+                        space.kernel_choices,
+                        space.expand_choices,
+                    )
                 )
                 in_c = out_c
         self.blocks = nn.ModuleList(blocks)
         self.final_expand_conv = nn.Conv2d(in_c, space.final_expand_channels, 1, bias=False)
         self.final_expand_bn = batch_norm(space.final_expand_channels)
-        self.feature_mix_conv = nn.Conv2d(space.final_expand_channels, space.feature_mix_channels, 1, bias=False)
+        self.feature_mix_conv = nn.Conv2d(
+            space.final_expand_channels, space.feature_mix_channels, 1, bias=False
+        )
         self.dropout = nn.Dropout(space.dropout)
         self.classifier = nn.Linear(space.feature_mix_channels, space.n_classes)
         self.active_arch = space.max_arch()

@@ -56,7 +56,13 @@ class MBConv(nn.Module):
             self.expand_conv = None
             self.expand_bn = None
         self.dw_conv = nn.Conv2d(
-            geom.mid, geom.mid, geom.kernel, geom.stride, geom.kernel // 2, groups=geom.mid, bias=False
+            geom.mid,
+            geom.mid,
+            geom.kernel,
+            geom.stride,
+            geom.kernel // 2,
+            groups=geom.mid,
+            bias=False,
         )
         self.dw_bn = batch_norm(geom.mid)
         self.se = SqueezeExcite(geom.mid, geom.se_mid) if geom.se else None
@@ -81,8 +87,12 @@ class MobileNetV3(nn.Module):
     def __init__(self, layers: Sequence[LayerGeom], dropout: float = 0.0) -> None:
         super().__init__()
         by_kind = {layer.kind: layer for layer in layers if layer.kind != "mbconv"}
-        stem, final, mix, head = (by_kind[k] for k in ("stem", "final_expand", "feature_mix", "classifier"))
-        self.stem_conv = nn.Conv2d(stem.in_c, stem.out_c, stem.kernel, stem.stride, stem.kernel // 2, bias=False)
+        stem, final, mix, head = (
+            by_kind[k] for k in ("stem", "final_expand", "feature_mix", "classifier")
+        )
+        self.stem_conv = nn.Conv2d(
+            stem.in_c, stem.out_c, stem.kernel, stem.stride, stem.kernel // 2, bias=False
+        )
         self.stem_bn = batch_norm(stem.out_c)
         self.blocks = nn.Sequential(*(MBConv(layer) for layer in layers if layer.kind == "mbconv"))
         self.final_expand_conv = nn.Conv2d(final.in_c, final.out_c, 1, bias=False)
