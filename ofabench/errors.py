@@ -41,3 +41,7 @@ def require(module: str, extra: str):
         raise MissingDependencyError(
             f"{module} is not installed; install it with: pip install 'ofabench[{extra}]'"
         ) from exc
+
+
+class LatencyTableError(OfabenchError, ValueError):
+    """A latency table is malformed, lacks an op, or belongs to another search space."""

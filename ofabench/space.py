@@ -513,7 +513,7 @@ def _describe_values(values: tuple[int, ...]) -> str:
 # -- presets ---------------------------------------------------------------------------------------
 def _small_input(width_mult: float = 1.0, in_channels: int = 1, n_classes: int = 10) -> SpaceSpec:
     return SpaceSpec(
-        name=f"small32_w{width_mult:g}",
+        name="small32" if width_mult == 1.0 else f"small32_w{width_mult:g}",
         width_mult=width_mult,
         in_channels=in_channels,
         n_classes=n_classes,

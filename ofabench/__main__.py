@@ -1,0 +1,4 @@
+from ofabench.cli import main
+import sys
+
+sys.exit(main())

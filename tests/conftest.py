@@ -1,0 +1,38 @@
+"""Shared fixtures: the reference data folder, small spaces, deterministic seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+OFA_REFERENCE = REPO.parent / "shared" / "data" / "ofa_reference"
+
+
+@pytest.fixture(autouse=True)
+def _deterministic() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def ofa_reference() -> Path:
+    """The OFA authors' published data (never copied into the repo); skip where it is absent."""
+    if not OFA_REFERENCE.is_dir():
+        pytest.skip(f"OFA reference data not found at {OFA_REFERENCE}")
+    return OFA_REFERENCE
+
+
+def randomize_bn_and_transforms(net: torch.nn.Module, scale: float = 0.05) -> None:
+    """Non-trivial BN statistics and kernel transforms, so equality tests can fail."""
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+        for name, param in net.named_parameters():
+            if "transform_" in name or "matrix" in name:
+                param.add_(scale * torch.randn_like(param))
