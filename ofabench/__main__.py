@@ -1,4 +1,5 @@
-from ofabench.cli import main
 import sys
+
+from ofabench.cli import main
 
 sys.exit(main())

@@ -1,204 +1,32 @@
 """``ofabench <command>``: parse arguments, call one library function, print the result.
 
-Any :class:`OfabenchError` becomes a one-line message on stderr and exit code 1.
+Subcommands live in :mod:`ofabench.commands` (one module per topic, each with a ``register``
+function). Any :class:`OfabenchError` becomes a one-line message on stderr and exit code 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import logging
+import pkgutil
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
-from . import __version__
-from .errors import ConfigError, OfabenchError
-from .space import ArchConfig, SpaceSpec, get_space, list_spaces, load_arch
-
-log = logging.getLogger("ofabench")
+from . import __version__, commands
+from .errors import OfabenchError
 
 
-# -- shared argument helpers ---------------------------------------------------------------------
-def _space(args: argparse.Namespace) -> SpaceSpec:
-    return get_space(args.space)
-
-
-def _arch(args: argparse.Namespace, space: SpaceSpec) -> ArchConfig:
-    """``--arch``: a JSON file (ofabench or OFA dict), inline JSON, or ``max``/``min``."""
-    value = args.arch
-    if value == "max":
-        return space.max_arch()
-    if value == "min":
-        return space.min_arch()
-    if value.lstrip().startswith("{"):
-        return space.validate(ArchConfig.from_json(value))
-    return load_arch(Path(value), space)
-
-
-def _emit(
-    args: argparse.Namespace, data: dict[str, Any], human: Callable[[dict[str, Any]], str]
-) -> None:
-    print(json.dumps(data, indent=2) if args.json else human(data))
-
-
-def _add_space(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--space",
-        default="ofa_mbv3_w1.0",
-        help=f"preset ({', '.join(list_spaces())}) or a .json/.yaml space file",
-    )
-
-
-def _add_json(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-
-
-# -- commands --------------------------------------------------------------------------------------
-def cmd_spaces(args: argparse.Namespace) -> None:
-    from .latency.counting import supernet_params
-
-    rows = []
-    for name in list_spaces():
-        space = get_space(name)
-        rows.append(
-            {
-                "name": name,
-                "stage_channels": list(space.stage_channels),
-                "resolutions": [min(space.resolutions), max(space.resolutions)],
-                "n_resolutions": len(space.resolutions),
-                "supernet_params": supernet_params(space),
-            }
-        )
-    _emit(
-        args,
-        {"spaces": rows},
-        lambda d: "\n".join(
-            f"{r['name']:<16} widths {r['stage_channels']}  r {r['resolutions'][0]}-{r['resolutions'][1]} "
-            f"({r['n_resolutions']})  supernet {r['supernet_params'] / 1e6:.2f}M params"
-            for r in d["spaces"]
-        ),
-    )
-
-
-def cmd_sample(args: argparse.Namespace) -> None:
-    from .space import as_rng
-
-    space = _space(args)
-    if args.n < 1:
-        raise ConfigError(f"--n must be at least 1, got {args.n}")
-    rng = as_rng(args.seed)
-    archs = [space.sample(rng) for _ in range(args.n)]
-    text = json.dumps(archs[0].to_dict()) if args.n == 1 else "\n".join(a.to_json() for a in archs)
-    if args.out:
-        from .provenance import atomic_open
-
-        with atomic_open(args.out) as handle:
-            handle.write(text + "\n")
-        log.info("wrote %d arch(s) to %s", args.n, args.out)
-    else:
-        print(text)
-
-
-def cmd_count(args: argparse.Namespace) -> None:
-    from .latency.counting import count_macs, count_params
-
-    space = _space(args)
-    arch = _arch(args, space)
-    data = {
-        "space": space.name,
-        "arch": arch.to_dict(),
-        "macs": count_macs(space, arch),
-        "params": count_params(space, arch),
-    }
-    _emit(
-        args,
-        data,
-        lambda d: f"{d['macs'] / 1e6:.1f}M MACs, {d['params'] / 1e6:.2f}M params at r={arch.r}",
-    )
-
-
-def cmd_export(args: argparse.Namespace) -> None:
-    from .export import export_onnx
-    from .supernet import OFAMobileNetV3
-    from .supernet.checkpoint import load_supernet
-
-    space = _space(args)
-    arch = _arch(args, space)
-    if args.checkpoint:
-        net = load_supernet(args.checkpoint, space)
-    else:
-        log.warning("no --checkpoint given: exporting randomly initialised weights")
-        net = OFAMobileNetV3(space)
-    net.set_active_subnet(arch)
-    subnet = net.get_active_subnet().eval()
-    shape = (args.batch, space.in_channels, arch.r, arch.r)
-    meta = {"space": space.name, "arch": arch.to_dict(), "checkpoint": args.checkpoint}
-    report = export_onnx(
-        subnet, shape, args.out, opset=args.opset, check=not args.no_check, metadata=meta
-    )
-    _emit(
-        args,
-        {**report.to_dict(), "arch": arch.to_dict(), "space": space.name},
-        lambda d: (
-            f"wrote {d['path']} ({d['size_bytes'] / 1e6:.1f} MB), input {list(d['input_shape'])}"
-            + (
-                f", ONNX Runtime max abs diff {d['max_abs_diff']:.2e}"
-                if d["max_abs_diff"] is not None
-                else ""
-            )
-        ),
-    )
-
-
-# -- parser ------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ofabench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ofabench", description="Hardware-aware NAS benchmarking on Once-for-All supernets."
+    )
     parser.add_argument("--version", action="version", version=f"ofabench {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("spaces", help="list the search-space presets")
-    _add_json(p)
-    p.set_defaults(func=cmd_spaces)
-
-    p = sub.add_parser("sample", help="sample random architectures (JSON, one per line)")
-    _add_space(p)
-    p.add_argument("--n", type=int, default=1, help="how many (default 1)")
-    p.add_argument("--seed", type=int, default=None, help="random seed")
-    p.add_argument("--out", help="write to this file instead of stdout")
-    p.set_defaults(func=cmd_sample)
-
-    p = sub.add_parser("count", help="MACs and parameters of an architecture")
-    _add_space(p)
-    p.add_argument(
-        "--arch",
-        required=True,
-        help="arch JSON file (ofabench or OFA dict), inline JSON, max or min",
-    )
-    _add_json(p)
-    p.set_defaults(func=cmd_count)
-
-    p = sub.add_parser("export", help="export a subnet (numerically checked in ONNX Runtime)")
-    _add_space(p)
-    p.add_argument(
-        "--arch",
-        required=True,
-        help="arch JSON file (ofabench or OFA dict), inline JSON, max or min",
-    )
-    p.add_argument(
-        "--format", choices=["onnx"], default="onnx", help="output format (default onnx)"
-    )
-    p.add_argument("--out", required=True, help="output file")
-    p.add_argument("--checkpoint", help="supernet weights (ofabench or reference-OFA checkpoint)")
-    p.add_argument(
-        "--batch", type=int, default=1, help="batch size of the exported input (default 1)"
-    )
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison")
-    _add_json(p)
-    p.set_defaults(func=cmd_export)
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{commands.__name__}.{info.name}").register(sub)
     return parser
 
 

@@ -45,3 +45,15 @@ def require(module: str, extra: str):
 
 class LatencyTableError(OfabenchError, ValueError):
     """A latency table is malformed, lacks an op, or belongs to another search space."""
+
+
+class BackendError(OfabenchError):
+    """A device backend is unknown, unavailable, or failed to convert or run a model."""
+
+
+class SearchError(OfabenchError):
+    """A search cannot proceed (e.g. no architecture meets the constraints)."""
+
+
+class DatasetError(OfabenchError):
+    """A dataset is missing, empty, or cannot be read; the message says how to get it."""

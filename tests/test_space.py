@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ofabench.errors import ConfigError, InvalidArchError
-from ofabench.space import ArchBatch, ArchConfig, SpaceSpec, get_space, list_spaces, make_divisible
+from ofabench.space import ArchBatch, ArchConfig, get_space, list_spaces, make_divisible
 
 W10 = get_space("ofa_mbv3_w1.0")
 SPACES = [get_space(name) for name in list_spaces()]

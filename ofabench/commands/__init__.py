@@ -1,0 +1,1 @@
+"""The subcommands of ``ofabench``: each module defines ``register(subparsers)``."""

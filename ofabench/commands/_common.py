@@ -1,0 +1,45 @@
+"""Argument helpers shared by the ``ofabench`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..space import ArchConfig, SpaceSpec, get_space, list_spaces, load_arch
+
+
+def space_arg(args: argparse.Namespace) -> SpaceSpec:
+    return get_space(args.space)
+
+
+def arch_arg(args: argparse.Namespace, space: SpaceSpec) -> ArchConfig:
+    """``--arch``: a JSON file (ofabench or OFA dict), inline JSON, or ``max``/``min``."""
+    value = args.arch
+    if value == "max":
+        return space.max_arch()
+    if value == "min":
+        return space.min_arch()
+    if value.lstrip().startswith("{"):
+        return space.validate(ArchConfig.from_json(value))
+    return load_arch(Path(value), space)
+
+
+def emit(
+    args: argparse.Namespace, data: dict[str, Any], human: Callable[[dict[str, Any]], str]
+) -> None:
+    print(json.dumps(data, indent=2) if args.json else human(data))
+
+
+def add_space(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--space",
+        default="ofa_mbv3_w1.0",
+        help=f"preset ({', '.join(list_spaces())}) or a .json/.yaml space file",
+    )
+
+
+def add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
