@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import NoReturn
 
 import numpy as np
 
 from ..errors import InvalidArchError, LatencyTableError
 from ..space import ArchBatch, ArchConfig, SpaceSpec
 from .table import LatencyTable, OpSpec, arch_ops, resolution_ops
-
 
 _INVALID = -(2**40)  # any flat index built from it stays negative, so one min() finds it
 
@@ -55,46 +55,58 @@ class LatencyModel:
 
     # -- precomputation --------------------------------------------------------------------------
     def _build_arrays(self) -> None:
-        """``_fixed[ri]`` (stem, first block, head) and ``_blocks[ri, slot, ki, ei]`` per covered
-        resolution; uncovered resolutions are remembered with their first missing key."""
-        space = self.space
-        shape = (space.n_blocks, len(space.kernel_choices), len(space.expand_choices))
-        fixed, blocks, covered = [], [], []
+        """Tabulate every covered resolution's costs once; remember why the others are not."""
         self._missing: dict[int, str] = {}
-        for r in space.resolutions:
-            missing = self.table.missing_ops(space, r)
-            if missing:
-                self._missing[r] = missing[0]
-                continue
-            ops = resolution_ops(space, r)
-            fixed.append(sum(self._mean(op, r) for op in ops.fixed))
-            costs = np.zeros(shape)
-            for (slot, k, e), op in ops.blocks.items():
-                ki, ei = space.kernel_choices.index(k), space.expand_choices.index(e)
-                costs[slot, ki, ei] = self._mean(op, r)
-            blocks.append(costs)
-            covered.append(r)
-        if not covered:
+        fixed, blocks = {}, {}
+        for r in self.space.resolutions:
+            costs = self._resolution_costs(r)
+            if costs is not None:
+                fixed[r], blocks[r] = costs
+        if not fixed:
             r, key = next(iter(self._missing.items()))
             raise LatencyTableError(
                 f"latency table for device {self.table.device!r} covers no resolution of space "
-                f"{space.name!r} (at {r}: no entry for {key}); profile the device for this space"
+                f"{self.space.name!r} (at {r}: no entry for {key}); profile the device for it"
             )
-        self.resolutions: tuple[int, ...] = tuple(covered)
+        self.resolutions: tuple[int, ...] = tuple(fixed)
         """The resolutions of the space this model can predict (restrict a search to these)."""
-        self._fixed = np.array(fixed, dtype=np.float64)
-        self._flat_blocks = np.array(blocks, dtype=np.float64).ravel()
-        stride = shape[0] * shape[1] * shape[2]
-        r_index = _index_of(covered)
-        self._r_offset = np.where(r_index < 0, _INVALID, r_index * stride)
-        k_index, e_index = _index_of(space.kernel_choices), _index_of(space.expand_choices)
-        ke_index = k_index[:, None] * shape[2] + e_index[None, :]
-        self._ke_index = np.where(
-            (k_index[:, None] < 0) | (e_index[None, :] < 0), _INVALID, ke_index
+        self._fixed = np.array(list(fixed.values()))
+        self._flat_blocks = np.stack(list(blocks.values())).ravel()
+        self._build_indices()
+
+    def _resolution_costs(self, r: int) -> tuple[float, np.ndarray] | None:
+        """The fixed cost (stem, first block, head) and the ``[slot, kernel, expand]`` block costs
+        at resolution ``r``; None (and the first missing key noted) if the table lacks an op."""
+        space = self.space
+        stem = arch_ops(space, space.restrict(resolutions=[r]).min_arch())[0]
+        if self.table.get(stem, resolution=r) is None:  # cheap early exit
+            self._missing[r] = stem.key
+            return None
+        ops = resolution_ops(space, r)
+        missing = self.table.missing_keys(ops)
+        if missing:
+            self._missing[r] = missing[0]
+            return None
+        costs = np.zeros((space.n_blocks, len(space.kernel_choices), len(space.expand_choices)))
+        for (slot, k, e), op in ops.blocks.items():
+            ki, ei = space.kernel_choices.index(k), space.expand_choices.index(e)
+            costs[slot, ki, ei] = self._mean(op, r)
+        return sum(self._mean(op, r) for op in ops.fixed), costs
+
+    def _build_indices(self) -> None:
+        """Lookup arrays turning an :class:`ArchBatch` into positions in ``_flat_blocks``, laid
+        out ``[resolution, slot, kernel, expand]``; invalid values map to ``_INVALID``."""
+        space = self.space
+        n_k, n_e = len(space.kernel_choices), len(space.expand_choices)
+        self._r_index = _index_of(self.resolutions)
+        self._r_offset = np.where(
+            self._r_index < 0, _INVALID, self._r_index * (space.n_blocks * n_k * n_e)
         )
-        self._r_index = r_index
+        k_index, e_index = _index_of(space.kernel_choices), _index_of(space.expand_choices)
+        invalid = (k_index[:, None] < 0) | (e_index[None, :] < 0)
+        self._ke_index = np.where(invalid, _INVALID, k_index[:, None] * n_e + e_index[None, :])
         self._d_index = _index_of(space.depth_choices)
-        self._slot_offset = np.arange(space.n_blocks) * (shape[1] * shape[2])
+        self._slot_offset = np.arange(space.n_blocks) * (n_k * n_e)
         self._slot_in_stage = np.arange(space.n_blocks) % space.max_depth
         self._stage_of_slot = np.arange(space.n_blocks) // space.max_depth
 
@@ -144,7 +156,7 @@ class LatencyModel:
             self._raise_bad_batch(batch)
         return flat
 
-    def _raise_bad_batch(self, batch: ArchBatch) -> None:
+    def _raise_bad_batch(self, batch: ArchBatch) -> NoReturn:
         bad_r = sorted(set(batch.r.tolist()) - set(self.resolutions))
         if bad_r:
             detail = "; ".join(

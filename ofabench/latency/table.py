@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import numbers
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -30,7 +31,8 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import LatencyTableError
-from ..provenance import atomic_open, provenance
+from ..provenance import atomic_open
+from ..provenance import provenance as make_provenance
 from ..space import ArchConfig, LayerGeom, SpaceSpec, get_space
 
 log = logging.getLogger("ofabench")
@@ -77,6 +79,12 @@ class OpSpec:
             raise LatencyTableError(
                 f"unknown op kind {self.kind!r}; allowed: {sorted(OFA_OP_NAMES)}"
             )
+        extras = (self.mid, self.kernel, self.stride, self.residual, self.se, self.h_swish)
+        if self.kind != "mbconv" and any(extras):
+            raise LatencyTableError(
+                f"a {self.kind} op is keyed by its shapes only; mid, kernel, stride, residual, "
+                f"se and h_swish are for mbconv ops"
+            )
 
     @classmethod
     def from_layer(cls, layer: LayerGeom) -> OpSpec:
@@ -119,6 +127,8 @@ class OpSpec:
     @classmethod
     def parse(cls, key: str) -> OpSpec:
         """Read an OFA key string; raises :class:`LatencyTableError` saying what is malformed."""
+        if not isinstance(key, str):
+            raise LatencyTableError(f"a latency key must be a string, got {key!r}")
         op, *parts = key.split("-")
         if op not in _KINDS_BY_OP:
             raise LatencyTableError(
@@ -137,19 +147,7 @@ class OpSpec:
             if kind == "classifier"
             else _parse_shape(key, fields["output"])
         )
-        extra: dict[str, Any] = {}
-        if kind == "mbconv":
-            mid, kernel, stride, idskip, se, hs = (
-                _parse_int(key, fields[f]) for f in _MBCONV_FIELDS
-            )
-            extra = dict(
-                mid=mid,
-                kernel=kernel,
-                stride=stride,
-                residual=bool(idskip),
-                se=bool(se),
-                h_swish=bool(hs),
-            )
+        extra = _mbconv_fields(key, fields) if kind == "mbconv" else {}
         spec = cls(kind, in_hw, in_c, out_hw, out_c, **extra)
         if spec.key != key:
             raise LatencyTableError(
@@ -172,6 +170,13 @@ def _key_fields(key: str, parts: list[str]) -> dict[str, str]:
             )
         fields[name] = value
     return fields
+
+
+def _mbconv_fields(key: str, fields: Mapping[str, str]) -> dict[str, Any]:
+    mid, kernel, stride, idskip, se, hs = (_parse_int(key, fields[f]) for f in _MBCONV_FIELDS)
+    return dict(
+        mid=mid, kernel=kernel, stride=stride, residual=bool(idskip), se=bool(se), h_swish=bool(hs)
+    )
 
 
 def _parse_int(key: str, text: str) -> int:
@@ -242,17 +247,17 @@ class LatencyEntry:
             value = getattr(self, name)
             if value is None and name == "median_ms":
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise LatencyTableError(f"latency entry {name} must be a number, got {value!r}")
             if not math.isfinite(value) or value < 0:
                 raise LatencyTableError(
                     f"latency entry {name} must be finite and >= 0, got {value!r}"
                 )
             object.__setattr__(self, name, float(value))
-        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
-            raise LatencyTableError(
-                f"latency entry count must be an integer >= 0, got {self.count!r}"
-            )
+        count = self.count
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0:
+            raise LatencyTableError(f"latency entry count must be an integer >= 0, got {count!r}")
+        object.__setattr__(self, "count", int(count))
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"mean_ms": self.mean_ms, "std_ms": self.std_ms, "count": self.count}
@@ -364,7 +369,7 @@ class LatencyTable:
 
     def add(self, key: str | OpSpec, entry: LatencyEntry, resolution: int | None = None) -> None:
         """Set the entry of ``key`` (validated), shared or scoped to one ``resolution``."""
-        key = OpSpec.parse(key).key if isinstance(key, str) else key.key
+        key = key.key if isinstance(key, OpSpec) else OpSpec.parse(key).key
         if not isinstance(entry, LatencyEntry):
             raise LatencyTableError(f"add() needs a LatencyEntry for {key!r}, got {entry!r}")
         if resolution is None or key not in self._entries:
@@ -388,8 +393,12 @@ class LatencyTable:
 
     def missing_ops(self, space: SpaceSpec, resolution: int) -> list[str]:
         """Keys ``space`` needs at ``resolution`` that this table lacks (empty: fully covered)."""
-        ops = resolution_ops(space, resolution).all_ops()
-        return [op.key for op in ops if self.get(op, resolution=resolution) is None]
+        return self.missing_keys(resolution_ops(space, resolution))
+
+    def missing_keys(self, ops: ResolutionOps) -> list[str]:
+        """Keys of ``ops`` (one resolution's ops, see :func:`resolution_ops`) this table lacks."""
+        r = ops.resolution
+        return [op.key for op in ops.all_ops() if self.get(op, resolution=r) is None]
 
     def covered_resolutions(self, space: SpaceSpec) -> tuple[int, ...]:
         """The resolutions of ``space`` at which every op any subnet runs has an entry."""
@@ -467,7 +476,7 @@ class LatencyTable:
             space,
             device=device,
             backend=backend,
-            provenance=provenance(source=[str(p) for p in files], imported_from="ofa_yaml"),
+            provenance=make_provenance(source=[str(p) for p in files], imported_from="ofa_yaml"),
         )
         for resolution, raw in sorted((_read_ofa_file(p) for p in files), key=lambda x: x[0]):
             for key, value in raw.items():
