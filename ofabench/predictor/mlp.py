@@ -362,7 +362,7 @@ class AccuracyPredictor:
         seed: int = 0,
         val_fraction: float = 0.2,
         batch_size: int = 256,
-        weight_decay: float = 0.0,
+        weight_decay: float = 1e-4,
     ) -> FitReport:
         """Train from a fresh initialisation (MSE, Adam) on a random train split and report
         RMSE (points), Kendall tau and Spearman rho on the held-out rest. ``accs`` are fractions."""
@@ -425,7 +425,7 @@ class AccuracyPredictor:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         return total / len(x)
 
     def _evaluate(self, x: np.ndarray, y: np.ndarray, epochs: int, loss: float) -> FitReport:
