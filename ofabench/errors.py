@@ -52,7 +52,12 @@ class BackendError(OfabenchError):
 
 
 class SearchError(OfabenchError):
-    """A search cannot proceed (e.g. no architecture meets the constraints)."""
+    """A search cannot proceed."""
+
+
+class InfeasibleConstraintError(SearchError, ValueError):
+    """No architecture of the space was found that meets every constraint; the message names
+    the smallest value reachable."""
 
 
 class DatasetError(OfabenchError):

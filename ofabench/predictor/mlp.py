@@ -309,7 +309,7 @@ class FitReport:
 
 # -- the predictor -----------------------------------------------------------------------------
 def build_mlp(n_features: int, hidden_size: int = 400, n_hidden: int = 3) -> nn.Sequential:
-    """Linear(F, H)-ReLU x ``n_hidden`` -> Linear(H, 1), as ``nn.Sequential`` (keys ``0.weight``...)."""
+    """Linear(F, H)-ReLU x ``n_hidden`` -> Linear(H, 1) as ``nn.Sequential`` (``0.weight``...)."""
     layers: list[nn.Module] = []
     width = n_features
     for _ in range(n_hidden):
@@ -457,7 +457,7 @@ class AccuracyPredictor:
 
     @classmethod
     def load(cls, path: str | Path, space: SpaceSpec | None = None) -> AccuracyPredictor:
-        """Read a file written by :meth:`save`; with ``space``, refuse one made for another space."""
+        """Read a file written by :meth:`save`; with ``space``, refuse one made for another."""
         payload = _read_payload(path)
         saved_space = SpaceSpec.from_dict(payload["space"])
         if space is not None and space.fingerprint() != payload["space_fingerprint"]:
@@ -485,7 +485,8 @@ def _check_targets(accs: Sequence[float] | np.ndarray, n: int) -> np.ndarray:
         raise ConfigError("accuracies must be finite numbers")
     if targets.max(initial=0.0) > 1.0 or targets.min(initial=0.0) < 0.0:
         raise ConfigError(
-            f"accuracies must be fractions in [0, 1] (0.76, not 76); got {targets.min():g}..{targets.max():g}"
+            "accuracies must be fractions in [0, 1] (0.76, not 76); "
+            f"got {targets.min():g}..{targets.max():g}"
         )
     return targets
 
