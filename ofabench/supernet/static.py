@@ -19,8 +19,11 @@ BN_EPS = 1e-5
 
 
 def activation(name: str, x: torch.Tensor) -> torch.Tensor:
-    """ReLU or h-swish (``x * relu6(x + 3) / 6``, as OFA and MobileNetV3 define it)."""
-    return F.relu(x) if name == "relu" else F.hardswish(x)
+    """ReLU or h-swish (``x * relu6(x + 3) / 6``, as OFA and MobileNetV3 define it).
+
+    ``x`` must be a fresh intermediate (a BN output): ReLU runs in place on it, which BN's
+    backward allows; h-swish cannot (its backward needs its input)."""
+    return F.relu(x, inplace=True) if name == "relu" else F.hardswish(x)
 
 
 def batch_norm(channels: int) -> nn.BatchNorm2d:
