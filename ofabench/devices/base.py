@@ -8,10 +8,12 @@ themselves (a phone's ``benchmark_model``) override :meth:`Backend.run_many` ins
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+import types
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -97,6 +99,22 @@ def drop_outliers(samples: np.ndarray, k: float) -> np.ndarray:
     return kept if kept.size else samples
 
 
+class class_or_instance_method:
+    """A method bound to the instance when called on one, else to the class.
+
+    Availability can depend on settings (``device: cuda`` needs a GPU; an adb ``serial`` needs
+    that phone) while the registry asks the class: ``Backend.is_available()`` answers for the
+    library, ``Backend(**settings).is_available()`` for the configured device.
+    """
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+        functools.update_wrapper(self, func)
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Callable[..., Any]:
+        return types.MethodType(self.func, owner if obj is None else obj)
+
+
 class Backend(ABC):
     """A way to run a model on some hardware and time it.
 
@@ -143,10 +161,11 @@ class Backend(ABC):
         """Release what :meth:`prepare` made (temporary files, sessions)."""
 
     # -- what the base class owns ----------------------------------------------------------------
-    @classmethod
-    def is_available(cls) -> Availability:
+    @class_or_instance_method
+    def is_available(target: Any) -> Availability:  # noqa: N805 - class or instance
+        """:meth:`availability`, with any exception read as "unavailable" and its cause."""
         try:
-            return cls.availability()
+            return target.availability()
         except Exception as exc:  # a broken install should read as unavailable, with the cause
             return Availability(False, f"{type(exc).__name__}: {exc}")
 

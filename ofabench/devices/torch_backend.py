@@ -10,11 +10,8 @@ Settings (device profile ``settings:``):
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 import re
-import types
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,28 +19,12 @@ import torch
 from torch import nn
 
 from ..errors import BackendError, ConfigError
-from .base import Availability, Backend, wall_clock
+from .base import Availability, Backend, class_or_instance_method, wall_clock
 from .registry import register_backend
 
 log = logging.getLogger("ofabench")
 
 _DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
-
-
-class class_or_instance_method:
-    """A method bound to the instance when called on one, else to the class.
-
-    Availability of this backend depends on its settings (``device: cuda`` needs a GPU) but the
-    registry also asks the class; this lets ``TorchBackend.is_available()`` answer for the library
-    and ``TorchBackend(device="cuda").is_available()`` for the device.
-    """
-
-    def __init__(self, func: Callable[..., Any]) -> None:
-        self.func = func
-        functools.update_wrapper(self, func)
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Callable[..., Any]:
-        return types.MethodType(self.func, owner if obj is None else obj)
 
 
 @dataclass
@@ -89,10 +70,6 @@ class TorchBackend(Backend):
         if index >= count:
             return Availability(False, f"no CUDA device {index}: this machine has {count}")
         return Availability(True)
-
-    @class_or_instance_method
-    def is_available(target: Any) -> Availability:
-        return Backend.is_available.__func__(target)
 
     # -- conversion and one run ----------------------------------------------------------------
     def prepare(self, model: Any, input_shape: tuple[int, ...]) -> _Prepared:
