@@ -377,6 +377,35 @@ class SpaceSpec:
             changes[name] = tuple(values)
         return dataclasses.replace(self, **changes)
 
+    def arch_from_ofa_net_config(self, config: Mapping[str, Any], r: int) -> ArchConfig:
+        """The arch of a static subnet saved as OFA's ``net.config`` (``{"blocks": [...]}``, block
+        layers under ``conv`` or the legacy ``mobile_inverted_conv``). Such files carry no
+        resolution, so ``r`` is given; skipped slots get the smallest kernel and expand ratio."""
+        blocks = config.get("blocks") if isinstance(config, Mapping) else None
+        if not isinstance(blocks, list) or len(blocks) < 2:
+            raise InvalidArchError("an OFA net.config needs a 'blocks' list (first block + stages)")
+        layers = [b.get("conv") or b.get("mobile_inverted_conv") or {} for b in blocks[1:]]
+        ks = [min(self.kernel_choices)] * self.n_blocks
+        e = [min(self.expand_choices)] * self.n_blocks
+        d, pos = [], 0
+        for s, width in enumerate(self.stage_channels):
+            depth = 0
+            while (
+                pos < len(layers)
+                and depth < self.max_depth
+                and layers[pos].get("out_channels") == width
+            ):
+                ks[s * self.max_depth + depth] = layers[pos].get("kernel_size")
+                e[s * self.max_depth + depth] = layers[pos].get("expand_ratio")
+                depth, pos = depth + 1, pos + 1
+            d.append(depth)
+        if pos != len(layers):
+            raise InvalidArchError(
+                f"net.config block {pos + 1} (out_channels {layers[pos].get('out_channels')}) does not "
+                f"fit space {self.name!r} with stage widths {list(self.stage_channels)}"
+            )
+        return self.validate(ArchConfig(ks, e, d, r))
+
     # -- geometry ------------------------------------------------------------------------------
     def active_blocks(self, arch: ArchConfig) -> list[tuple[int, int, int, int]]:
         """``(stage, slot, kernel, expand)`` of every block a subnet runs, in order."""

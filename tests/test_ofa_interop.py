@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ofabench.errors import CheckpointError
+from ofabench.errors import CheckpointError, InvalidArchError
 from ofabench.latency.counting import count_macs, count_params
 from ofabench.space import get_space
 from ofabench.supernet import OFAMobileNetV3
@@ -144,3 +144,18 @@ def test_counts_match_reference_counter(seed: int) -> None:
         count_net_flops(subnet, (1, 3, arch.r, arch.r)), rel=1e-6
     )
     assert count_params(space, arch) == count_parameters(subnet)
+
+
+def test_arch_from_ofa_net_config() -> None:
+    space = get_space("ofa_mbv3_w1.0")
+    ref = ofa_networks.OFAMobileNetV3(
+        width_mult=1.0, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4]
+    )
+    arch = space.sample(11)
+    ref.set_active_subnet(ks=list(arch.ks), e=list(arch.e), d=list(arch.d))
+    config = ref.get_active_subnet().config
+    got = space.arch_from_ofa_net_config(config, r=arch.r)
+    assert got.d == arch.d and got.r == arch.r
+    assert space.active_blocks(got) == space.active_blocks(arch)
+    with pytest.raises(InvalidArchError, match="does not fit"):
+        get_space("ofa_mbv3_w1.2").arch_from_ofa_net_config(config, r=224)
