@@ -1,0 +1,139 @@
+"""The training configuration: space, data, optimiser settings and the stage schedule.
+
+Loaded from YAML with strict validation (unknown keys are errors that list the valid ones); the
+resolved form (:meth:`TrainConfig.to_dict`) is saved beside the checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+from ..space import SpaceSpec, get_space
+from .data import DataConfig
+from .stages import Stage, no_ps_schedule, stage_from_dict, validate_stages
+
+SCHEDULES = ("ps", "no_ps")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """SGD (Nesterov) and loss settings shared by every stage. ``batch_size`` is global: under
+    ``torchrun`` each of N ranks takes ``batch_size / N``."""
+
+    batch_size: int = 64
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 3e-5
+    label_smoothing: float = 0.1
+    bn_recal_images: int = 2000
+    eval_images: int = 2000
+    eval_batch_size: int = 500
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.bn_recal_images < 1 or self.eval_batch_size < 1:
+            raise ConfigError("batch_size, bn_recal_images and eval_batch_size must be positive")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs. ``schedule: no_ps`` replaces the stages by the no-PS
+    baseline (see :func:`no_ps_schedule`); ``teacher`` is an optional checkpoint path used for
+    KD instead of this run's own ``full`` stage."""
+
+    space: str | dict[str, Any]
+    stages: tuple[Stage, ...]
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: str = "ps"
+    seed: int = 0
+    teacher: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; allowed: {list(SCHEDULES)}")
+        validate_stages(self.stages, self.space_spec())
+
+    def space_spec(self) -> SpaceSpec:
+        if isinstance(self.space, Mapping):
+            return SpaceSpec.from_dict(self.space)
+        return get_space(self.space)
+
+    def schedule_stages(self) -> tuple[Stage, ...]:
+        """The stages this run trains: the configured ones, or their no-PS baseline."""
+        return no_ps_schedule(self.stages) if self.schedule == "no_ps" else self.stages
+
+    def stage_names(self) -> list[str]:
+        return [s.name for s in self.schedule_stages()]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "space": self.space,
+            "schedule": self.schedule,
+            "seed": self.seed,
+            "teacher": self.teacher,
+            "data": dataclasses.asdict(self.data),
+            "optim": dataclasses.asdict(self.optim),
+            "stages": [s.to_dict() for s in self.stages],
+        }
+
+
+TOP_KEYS = ("space", "stages", "data", "optim", "schedule", "seed", "teacher")
+
+
+def config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
+    """A :class:`TrainConfig` from a mapping (a parsed YAML file), strictly validated."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("a training config must be a mapping with keys " + ", ".join(TOP_KEYS))
+    _check_keys("config", data, TOP_KEYS)
+    if "space" not in data or "stages" not in data:
+        raise ConfigError("a training config needs 'space' and 'stages'")
+    if not isinstance(data["stages"], list):
+        raise ConfigError("'stages' must be a list of stage mappings")
+    return TrainConfig(
+        space=data["space"],
+        stages=tuple(stage_from_dict(s) for s in data["stages"]),
+        data=_section(DataConfig, "data", data.get("data") or {}),
+        optim=_section(OptimConfig, "optim", data.get("optim") or {}),
+        schedule=data.get("schedule", "ps"),
+        seed=int(data.get("seed", 0)),
+        teacher=data.get("teacher"),
+    )
+
+
+def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """Read a YAML training config; ``overrides`` replace top-level keys (e.g. ``schedule``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"training config {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"training config {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"training config {path} must hold a mapping")
+    return config_from_dict({**data, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def _check_keys(where: str, data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {list(allowed)}")
+
+
+def _section(cls: type, name: str, data: Mapping[str, Any]) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"'{name}' must be a mapping")
+    _check_keys(name, data, tuple(f.name for f in dataclasses.fields(cls)))
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ConfigError(f"'{name}': {exc}") from exc

@@ -1,0 +1,222 @@
+"""Progressive shrinking as data: a list of :class:`Stage` records, not ``if phase == ...`` blocks.
+
+Every stage is named after a template (:data:`STAGE_TEMPLATES`) that fixes its defaults: which
+elastic dimensions it samples, how many subnets per step, whether knowledge distillation is on and
+whether channels are sorted before it starts. A config overrides any of those per stage. OFA's
+schedule is ``full → kernel → depth_1 → depth_2 → expand_1 → expand_2``; ``no_ps`` is the
+baseline with every elastic dimension on from the start.
+
+Choice values are lists of integers or keywords resolved against the space: ``max`` (the largest
+choice only), ``all`` (every choice), ``top2`` (the two largest).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+from ..space import SpaceSpec
+
+ChoiceSpec = str | tuple[int, ...]
+CHOICE_KEYWORDS = ("max", "all", "top2")
+
+# name -> defaults; OFA's subnets per step are 1, 2, 2, 4, 4 for kernel .. expand_2.
+STAGE_TEMPLATES: dict[str, dict[str, Any]] = {
+    "full": {
+        "kernel": "max",
+        "depth": "max",
+        "expand": "max",
+        "subnets_per_step": 1,
+        "kd_weight": 0.0,
+    },
+    "kernel": {"kernel": "all", "depth": "max", "expand": "max", "subnets_per_step": 1},
+    "depth_1": {"kernel": "all", "depth": "top2", "expand": "max", "subnets_per_step": 2},
+    "depth_2": {"kernel": "all", "depth": "all", "expand": "max", "subnets_per_step": 2},
+    "expand_1": {
+        "kernel": "all",
+        "depth": "all",
+        "expand": "top2",
+        "subnets_per_step": 4,
+        "sort_channels": True,
+        "protect_expands": (),
+    },
+    "expand_2": {
+        "kernel": "all",
+        "depth": "all",
+        "expand": "all",
+        "subnets_per_step": 4,
+        "sort_channels": True,
+        "protect_expands": "previous",
+    },
+    "no_ps": {
+        "kernel": "all",
+        "depth": "all",
+        "expand": "all",
+        "subnets_per_step": 4,
+        "kd_weight": 0.0,
+    },
+}
+PS_ORDER = ("full", "kernel", "depth_1", "depth_2", "expand_1", "expand_2")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One phase of training. ``epochs`` include ``warmup_epochs``; ``kd_weight`` scales the
+    soft-target loss from the teacher (the trained full network); ``protect_expands`` are the
+    expand ratios whose channels :meth:`OFAMobileNetV3.sort_channels` keeps in place."""
+
+    name: str
+    epochs: int
+    lr: float
+    warmup_epochs: int = 0
+    subnets_per_step: int = 1
+    kd_weight: float = 1.0
+    kernel: ChoiceSpec = "all"
+    depth: ChoiceSpec = "all"
+    expand: ChoiceSpec = "all"
+    resolutions: ChoiceSpec = "all"
+    sort_channels: bool = False
+    protect_expands: ChoiceSpec = ()
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"stage {self.name!r}: epochs must be at least 1, got {self.epochs}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(
+                f"stage {self.name!r}: warmup_epochs must be in 0..{self.epochs - 1}, "
+                f"got {self.warmup_epochs}"
+            )
+        if self.lr <= 0 or self.subnets_per_step < 1 or self.kd_weight < 0:
+            raise ConfigError(
+                f"stage {self.name!r}: lr must be > 0, subnets_per_step >= 1, kd_weight >= 0"
+            )
+
+    def subspace(self, space: SpaceSpec) -> SpaceSpec:
+        """The part of ``space`` this stage samples from (ConfigError if a choice is not in it)."""
+        try:
+            return space.restrict(
+                kernel_choices=resolve_choices(self.kernel, space.kernel_choices),
+                expand_choices=resolve_choices(self.expand, space.expand_choices),
+                depth_choices=resolve_choices(self.depth, space.depth_choices),
+                resolutions=resolve_choices(self.resolutions, space.resolutions),
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"stage {self.name!r}: {exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+
+STAGE_KEYS = tuple(f.name for f in dataclasses.fields(Stage))
+
+
+def resolve_choices(spec: ChoiceSpec, allowed: Sequence[int]) -> tuple[int, ...]:
+    """A choice keyword or list as concrete values (sorted); lists are checked by the caller."""
+    ordered = sorted(allowed)
+    if spec == "max":
+        return (ordered[-1],)
+    if spec == "all":
+        return tuple(ordered)
+    if spec == "top2":
+        return tuple(ordered[-2:])
+    return tuple(sorted(spec))
+
+
+def stage_from_dict(data: Mapping[str, Any]) -> Stage:
+    """A stage from its config mapping, over its template's defaults (strict keys and names)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a stage must be a mapping with a name, got {data!r}")
+    name = data.get("name")
+    if name not in STAGE_TEMPLATES:
+        raise ConfigError(f"unknown stage name {name!r}; valid stages: {list(STAGE_TEMPLATES)}")
+    unknown = sorted(set(data) - set(STAGE_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"stage {name!r}: unknown key(s) {unknown}; valid keys: {list(STAGE_KEYS)}"
+        )
+    missing = [k for k in ("epochs", "lr") if k not in data]
+    if missing:
+        raise ConfigError(f"stage {name!r}: missing key(s) {missing}")
+    values = {**STAGE_TEMPLATES[name], **data}
+    for key in ("kernel", "depth", "expand", "resolutions", "protect_expands"):
+        values[key] = _choice_spec(
+            name, key, values.get(key, "all" if key != "protect_expands" else ())
+        )
+    try:
+        return Stage(**values)
+    except TypeError as exc:
+        raise ConfigError(f"stage {name!r}: {exc}") from exc
+
+
+def _choice_spec(stage: str, key: str, value: Any) -> ChoiceSpec:
+    if isinstance(value, str):
+        allowed = CHOICE_KEYWORDS + (("previous",) if key == "protect_expands" else ())
+        if value not in allowed:
+            raise ConfigError(
+                f"stage {stage!r}: {key} {value!r} is not a list of integers or one of {list(allowed)}"
+            )
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,)
+    if isinstance(value, Sequence) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        if not value and key != "protect_expands":
+            raise ConfigError(f"stage {stage!r}: {key} must list at least one value")
+        return tuple(int(v) for v in value)
+    raise ConfigError(f"stage {stage!r}: {key} must be a list of integers, got {value!r}")
+
+
+def protected_expands(stages: Sequence[Stage], index: int, space: SpaceSpec) -> tuple[int, ...]:
+    """The expand ratios stage ``index`` keeps in place when it sorts channels: ``previous`` means
+    the choices of the last earlier stage with elastic expand, without the largest (a no-op)."""
+    spec = stages[index].protect_expands
+    if spec != "previous":
+        values = resolve_choices(spec, space.expand_choices) if spec else ()
+        if values:
+            space.restrict(expand_choices=values)  # ConfigError if not in the space
+        return values
+    for earlier in reversed(stages[:index]):
+        choices = resolve_choices(earlier.expand, space.expand_choices)
+        if len(choices) > 1:
+            return tuple(v for v in choices if v != max(space.expand_choices))
+    return ()
+
+
+def validate_stages(stages: Sequence[Stage], space: SpaceSpec) -> None:
+    """Check a schedule against a space: unique names, every choice in the space."""
+    names = [s.name for s in stages]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"stage names must be unique; repeated: {duplicates}")
+    if not stages:
+        raise ConfigError(
+            f"a schedule needs at least one stage; valid stages: {list(STAGE_TEMPLATES)}"
+        )
+    for i, stage in enumerate(stages):
+        stage.subspace(space)
+        try:
+            protected_expands(stages, i, space)
+        except ConfigError as exc:
+            raise ConfigError(f"stage {stage.name!r}: protect_expands: {exc}") from exc
+
+
+def no_ps_schedule(stages: Sequence[Stage]) -> tuple[Stage, ...]:
+    """The "no PS" baseline of a PS schedule: one ``no_ps`` stage with every elastic dimension on,
+    the same total epochs, the first stage's lr and warm-up, the most subnets per step, no KD."""
+    first = stages[0]
+    return (
+        stage_from_dict(
+            {
+                "name": "no_ps",
+                "epochs": sum(s.epochs for s in stages),
+                "lr": first.lr,
+                "warmup_epochs": first.warmup_epochs,
+                "subnets_per_step": max(s.subnets_per_step for s in stages),
+            }
+        ),
+    )

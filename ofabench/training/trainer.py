@@ -1,0 +1,523 @@
+"""The progressive-shrinking trainer: stages run in order, each starting from the previous one's
+checkpoint, with KD from the trained full network, cosine LR with warm-up and exact resume.
+
+Output folder layout::
+
+    config.yaml            the resolved config (a resumed run must match it)
+    metrics.csv            one row per epoch (rewritten atomically from the checkpoint's history)
+    <stage>.pt             the supernet after each finished stage (``load_supernet`` reads it)
+    <stage>.state.pt       the in-progress state of a stage, written every epoch (model, optimizer,
+                           scheduler, epoch, RNG states, stage, config, metrics history)
+
+Every random choice of a step (batch order, augmentation, resolution, subnets) is drawn from a
+generator seeded by ``(seed, stage, epoch, step)``, so a run resumed after a kill repeats exactly
+the schedule of an uninterrupted one, and every rank of a distributed run samples the same subnets.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+from ..errors import CheckpointError, ConfigError
+from ..provenance import atomic_open
+from ..space import SpaceSpec
+from ..supernet import OFAMobileNetV3
+from ..supernet.checkpoint import load_supernet, save_supernet
+from .config import TrainConfig
+from .data import (
+    Dataset,
+    augment_batch,
+    batches_per_epoch,
+    iterate_batches,
+    load_dataset,
+    resize_batch,
+)
+from .distributed import (
+    DistContext,
+    allreduce_gradients,
+    assert_in_sync,
+    barrier,
+    broadcast_state,
+)
+from .evaluate import evaluate_subnet
+from .stages import Stage, protected_expands
+
+log = logging.getLogger("ofabench")
+STATE_FORMAT = "ofabench.train_state"
+METRIC_FIELDS = (
+    "stage",
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "val_acc_max",
+    "val_acc_min",
+    "images_per_s",
+    "seconds",
+)
+
+
+# -- pieces ------------------------------------------------------------------------------------
+def cosine_lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Linear warm-up to 1 over ``warmup_steps``, then a cosine decay to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup_steps) / span)))
+
+
+def parameter_groups(net: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on conv/linear weights only; none on BN parameters and biases (1-d tensors)."""
+    decay = [p for p in net.parameters() if p.ndim > 1]
+    no_decay = [p for p in net.parameters() if p.ndim <= 1]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def soft_target_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
+    """Cross entropy against a probability distribution (the teacher's softmax), batch mean."""
+    return -(soft_targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def step_rng(seed: int, stage_index: int, epoch: int, step: int) -> np.random.Generator:
+    """The generator of one step's resolution and subnets: identical on every rank and on resume."""
+    return np.random.default_rng([seed, stage_index, epoch, step])
+
+
+def derived_seed(*parts: int) -> int:
+    """A 63-bit seed derived from integers (for torch generators)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+# -- the trainer -------------------------------------------------------------------------------
+class Trainer:
+    """Runs a :class:`TrainConfig`'s stages into ``out_dir``. ``progress`` draws a tqdm bar (the
+    CLI sets it; the library itself only logs). ``dataset`` overrides loading the configured one."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        out_dir: str | Path,
+        dataset: Dataset | None = None,
+        progress: bool = False,
+        dist: DistContext | None = None,
+    ) -> None:
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.space: SpaceSpec = config.space_spec()
+        self.stages: tuple[Stage, ...] = config.schedule_stages()
+        self.progress = progress
+        self.dist = dist or DistContext()
+        self._dataset = dataset
+        self.history: list[dict[str, Any]] = []
+        self.net: OFAMobileNetV3 | None = None
+        self._check_batch_size()
+
+    # -- public ------------------------------------------------------------------------------
+    @property
+    def dataset(self) -> Dataset:
+        if self._dataset is None:
+            self._dataset = load_dataset(self.config.data)
+        self._check_dataset(self._dataset)
+        return self._dataset
+
+    def stage_path(self, name: str) -> Path:
+        return self.out_dir / f"{name}.pt"
+
+    def state_path(self, name: str) -> Path:
+        return self.out_dir / f"{name}.state.pt"
+
+    def run(
+        self,
+        stages: Sequence[str] | None = None,
+        resume: bool = False,
+        stop_after_epochs: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Train the named stages (default: all) and return the metrics history.
+
+        Without ``resume`` a stage that already has a checkpoint here is an error (nothing is
+        overwritten); with it, finished stages are skipped and an interrupted one continues from
+        its last epoch. ``stop_after_epochs`` ends the call after that many epochs (a time box;
+        resume later)."""
+        selected = self._select(stages)
+        self._check_fresh(selected, resume)
+        self._write_config(resume)
+        _ = self.dataset  # fail on a missing dataset before any checkpoint is touched
+        budget = [stop_after_epochs if stop_after_epochs is not None else math.inf]
+        for index in selected:
+            if budget[0] <= 0:
+                break
+            self._run_stage(index, budget)
+        return self.history
+
+    # -- checks --------------------------------------------------------------------------------
+    def _select(self, names: Sequence[str] | None) -> list[int]:
+        valid = [s.name for s in self.stages]
+        if not names:
+            return list(range(len(self.stages)))
+        unknown = [n for n in names if n not in valid]
+        if unknown:
+            raise ConfigError(f"unknown stage(s) {unknown}; this config's stages: {valid}")
+        return sorted(valid.index(n) for n in names)
+
+    def _check_fresh(self, selected: list[int], resume: bool) -> None:
+        if resume:
+            return
+        for i in selected:
+            name = self.stages[i].name
+            if self.stage_path(name).exists() or self.state_path(name).exists():
+                raise ConfigError(
+                    f"{self.out_dir} already holds a checkpoint of stage {name!r}; "
+                    "pass --resume to continue it or choose another --out"
+                )
+
+    def _check_batch_size(self) -> None:
+        if self.config.optim.batch_size % self.dist.world_size:
+            raise ConfigError(
+                f"batch_size {self.config.optim.batch_size} must divide by the "
+                f"{self.dist.world_size} processes"
+            )
+
+    def _check_dataset(self, dataset: Dataset) -> None:
+        if (
+            dataset.in_channels != self.space.in_channels
+            or dataset.n_classes > self.space.n_classes
+        ):
+            raise ConfigError(
+                f"dataset {dataset.name!r} has {dataset.in_channels} channel(s) and "
+                f"{dataset.n_classes} classes; space {self.space.name!r} expects "
+                f"{self.space.in_channels} and {self.space.n_classes}"
+            )
+        if batches_per_epoch(len(dataset.train), self.config.optim.batch_size) < 1:
+            raise ConfigError(
+                f"the training split ({len(dataset.train)} images) is smaller than one batch"
+            )
+
+    def _write_config(self, resume: bool) -> None:
+        text = yaml.safe_dump(self.config.to_dict(), sort_keys=False)
+        path = self.out_dir / "config.yaml"
+        if path.exists() and resume and yaml.safe_load(path.read_text()) != yaml.safe_load(text):
+            raise ConfigError(
+                f"{path} differs from this config; resume with the config the run started with"
+            )
+        if self.dist.is_main:
+            with atomic_open(path) as handle:
+                handle.write(text)
+
+    # -- one stage ----------------------------------------------------------------------------
+    def _run_stage(self, index: int, budget: list[float]) -> None:
+        stage = self.stages[index]
+        final = self.stage_path(stage.name)
+        if final.exists():
+            self.net = load_supernet(final, self.space)
+            self.history = list(torch.load(final, weights_only=True).get("history", []))
+            log.info("stage %s already finished (%s); skipping", stage.name, final)
+            return
+        run = _StageRun(self, index)
+        run.train(budget)
+        if run.epoch == stage.epochs:
+            self._finish_stage(stage, run)
+
+    def _finish_stage(self, stage: Stage, run: _StageRun) -> None:
+        if not assert_in_sync(self.net, self.dist):
+            raise CheckpointError(f"ranks diverged during stage {stage.name!r}")
+        if self.dist.is_main:
+            save_supernet(
+                self.net,
+                self.stage_path(stage.name),
+                stage=stage.name,
+                config=self.config.to_dict(),
+                history=self.history,
+            )
+            self.state_path(stage.name).unlink(missing_ok=True)
+            log.info("stage %s finished: %s", stage.name, self.stage_path(stage.name))
+        barrier(self.dist)
+
+    def initial_network(self, index: int) -> OFAMobileNetV3:
+        """The network stage ``index`` starts from: the previous stage's checkpoint (or a fresh
+        seeded network for the first stage), channels sorted if the stage asks for it."""
+        if index == 0:
+            torch.manual_seed(self.config.seed)
+            net = OFAMobileNetV3(self.space)
+        else:
+            previous = self.stage_path(self.stages[index - 1].name)
+            if not previous.exists():
+                raise ConfigError(
+                    f"stage {self.stages[index].name!r} starts from {previous}, which does not "
+                    f"exist; train stage {self.stages[index - 1].name!r} first"
+                )
+            net = load_supernet(previous, self.space)
+            self.history = list(torch.load(previous, weights_only=True).get("history", []))
+        stage = self.stages[index]
+        if stage.sort_channels:
+            protect = protected_expands(self.stages, index, self.space)
+            log.info("stage %s: sorting channels (protecting expand %s)", stage.name, protect)
+            net.sort_channels(protect)
+        broadcast_state(net, self.dist)
+        return net
+
+    def teacher(self, stage: Stage) -> OFAMobileNetV3 | None:
+        """The frozen full network for KD (``None`` when the stage's ``kd_weight`` is 0)."""
+        if stage.kd_weight == 0:
+            return None
+        path = Path(self.config.teacher) if self.config.teacher else self.stage_path("full")
+        if not path.exists():
+            raise ConfigError(
+                f"stage {stage.name!r} distils from {path}, which does not exist; train the "
+                "'full' stage first, set 'teacher:' to a checkpoint, or set kd_weight: 0"
+            )
+        teacher = load_supernet(path, self.space).eval()
+        teacher.set_active_subnet(self.space.max_arch())
+        teacher.requires_grad_(False)
+        return teacher
+
+    # -- files ---------------------------------------------------------------------------------
+    def write_metrics(self) -> None:
+        """Rewrite ``metrics.csv`` from the history (atomically; rank 0 only)."""
+        if not self.dist.is_main:
+            return
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=METRIC_FIELDS)
+        writer.writeheader()
+        writer.writerows(self.history)
+        with atomic_open(self.out_dir / "metrics.csv") as handle:
+            handle.write(buffer.getvalue())
+
+
+class _StageRun:
+    """The mutable state of one stage being trained: network, teacher, optimizer, schedule."""
+
+    def __init__(self, trainer: Trainer, index: int) -> None:
+        self.trainer = trainer
+        self.index = index
+        self.stage = trainer.stages[index]
+        self.subspace = self.stage.subspace(trainer.space)
+        self.optim = trainer.config.optim
+        self.seed = trainer.config.seed
+        self.local_batch = self.optim.batch_size // trainer.dist.world_size
+        self.steps_per_epoch = batches_per_epoch(
+            len(trainer.dataset.train), self.local_batch, trainer.dist.world_size
+        )
+        self.epoch = 0
+        self.last_lr = self.stage.lr
+        self._build()
+
+    def _build(self) -> None:
+        trainer = self.trainer
+        state_path = trainer.state_path(self.stage.name)
+        resume_state = _read_state(state_path, trainer.space) if state_path.exists() else None
+        if resume_state is None:
+            trainer.net = trainer.initial_network(self.index)
+        else:
+            trainer.net = OFAMobileNetV3(trainer.space)
+        self.net = trainer.net
+        self.teacher = trainer.teacher(self.stage)
+        self.optimizer = torch.optim.SGD(
+            parameter_groups(self.net, self.optim.weight_decay),
+            lr=self.stage.lr,
+            momentum=self.optim.momentum,
+            nesterov=self.optim.nesterov,
+        )
+        total = self.stage.epochs * self.steps_per_epoch
+        warmup = self.stage.warmup_epochs * self.steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: cosine_lr_factor(step, total, warmup)
+        )
+        if resume_state is not None:
+            self._restore(resume_state)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.trainer.history = list(state["history"])
+        torch.set_rng_state(state["rng"]["torch"])
+        log.info("stage %s: resuming after epoch %d", self.stage.name, self.epoch)
+
+    # -- loop -------------------------------------------------------------------------------------
+    def train(self, budget: list[float]) -> None:
+        bar = self._progress_bar()
+        try:
+            while self.epoch < self.stage.epochs and budget[0] > 0:
+                row = self._train_epoch(bar)
+                self.epoch += 1
+                budget[0] -= 1
+                row.update(self._validate())
+                self.trainer.history.append(row)
+                self._save_state()
+                log.info(
+                    "stage %s epoch %d/%d: loss %.4f train acc %.4f val acc max %.4f min %.4f (%.0f img/s)",
+                    self.stage.name,
+                    self.epoch,
+                    self.stage.epochs,
+                    row["train_loss"],
+                    row["train_acc"],
+                    row["val_acc_max"],
+                    row["val_acc_min"],
+                    row["images_per_s"],
+                )
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _progress_bar(self) -> Any:
+        if not (self.trainer.progress and self.trainer.dist.is_main):
+            return None
+        from tqdm import tqdm
+
+        total = self.stage.epochs * self.steps_per_epoch
+        return tqdm(
+            total=total,
+            initial=self.epoch * self.steps_per_epoch,
+            desc=f"{self.stage.name}",
+            unit="step",
+            dynamic_ncols=True,
+        )
+
+    def _train_epoch(self, bar: Any) -> dict[str, Any]:
+        dist = self.trainer.dist
+        torch.manual_seed(derived_seed(self.seed, self.index, self.epoch, dist.rank, 1))
+        order = torch.Generator().manual_seed(derived_seed(self.seed, self.index, self.epoch, 0))
+        batches = iterate_batches(
+            self.trainer.dataset.train, self.local_batch, order, dist.rank, dist.world_size
+        )
+        self.net.train()
+        loss_sum = acc_sum = 0.0
+        seen, start = 0, time.perf_counter()
+        for step, (images, labels) in enumerate(batches):
+            loss, acc = self._train_step(step, images, labels)
+            loss_sum, acc_sum, seen = loss_sum + loss, acc_sum + acc, seen + 1
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{acc_sum / seen:.3f}")
+                bar.update(1)
+        seconds = time.perf_counter() - start
+        images_seen = seen * self.local_batch * self.stage.subnets_per_step * dist.world_size
+        return {
+            "stage": self.stage.name,
+            "epoch": self.epoch + 1,
+            "step": (self.epoch + 1) * self.steps_per_epoch,
+            "lr": self.last_lr,
+            "train_loss": loss_sum / max(1, seen),
+            "train_acc": acc_sum / max(1, seen),
+            "images_per_s": images_seen / max(seconds, 1e-9),
+            "seconds": seconds,
+        }
+
+    def _train_step(
+        self, step: int, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[float, float]:
+        """One optimizer step: the gradients of ``subnets_per_step`` sampled subnets accumulate
+        (OFA sums them), are averaged over ranks, then SGD steps."""
+        dist = self.trainer.dist
+        rng = step_rng(self.seed, self.index, self.epoch, step)
+        resolution = int(rng.choice(self.subspace.resolutions))
+        aug = torch.Generator().manual_seed(
+            derived_seed(self.seed, self.index, self.epoch, step, dist.rank)
+        )
+        images = resize_batch(augment_batch(images, self.trainer.dataset.augment, aug), resolution)
+        soft = None
+        if self.teacher is not None:
+            with torch.no_grad():
+                soft = F.softmax(self.teacher(images), dim=1)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_total = acc_total = 0.0
+        for _ in range(self.stage.subnets_per_step):
+            arch = dataclasses.replace(self.subspace.sample(rng), r=resolution)
+            self.net.set_active_subnet(arch)
+            logits = self.net(images)
+            loss = F.cross_entropy(logits, labels, label_smoothing=self.optim.label_smoothing)
+            if soft is not None:
+                loss = loss + self.stage.kd_weight * soft_target_cross_entropy(logits, soft)
+            loss.backward()
+            loss_total += float(loss.detach())
+            acc_total += float((logits.argmax(1) == labels).float().mean())
+        allreduce_gradients(self.net, dist)
+        self.last_lr = float(self.optimizer.param_groups[0]["lr"])
+        self.optimizer.step()
+        self.scheduler.step()
+        n = self.stage.subnets_per_step
+        return loss_total / n, acc_total / n
+
+    def _validate(self) -> dict[str, float]:
+        """Validation accuracy of the stage's largest and smallest subnets (after BN recalibration
+        on a copy), on the first ``eval_images`` validation images."""
+        trainer = self.trainer
+        if not trainer.dist.is_main:
+            return {"val_acc_max": float("nan"), "val_acc_min": float("nan")}
+        out = {}
+        for label, arch in (("max", self.subspace.max_arch()), ("min", self.subspace.min_arch())):
+            accs = evaluate_subnet(
+                self.net,
+                arch,
+                trainer.dataset,
+                splits=("val",),
+                recal_images=self.optim.bn_recal_images,
+                max_images=self.optim.eval_images,
+                batch_size=self.optim.eval_batch_size,
+            )
+            out[f"val_acc_{label}"] = accs["val_acc"]
+        self.net.train()
+        return out
+
+    def _save_state(self) -> None:
+        trainer = self.trainer
+        broadcast_state(self.net, trainer.dist)  # one set of BN statistics across ranks
+        if trainer.dist.is_main:
+            state = {
+                "format": STATE_FORMAT,
+                "fingerprint": trainer.space.fingerprint(),
+                "stage": self.stage.name,
+                "stage_index": self.index,
+                "epoch": self.epoch,
+                "model": self.net.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": {"torch": torch.get_rng_state()},
+                "config": trainer.config.to_dict(),
+                "history": trainer.history,
+            }
+            with atomic_open(trainer.state_path(self.stage.name), "wb") as handle:
+                torch.save(state, handle)
+            trainer.write_metrics()
+        barrier(trainer.dist)
+
+
+def _read_state(path: Path, space: SpaceSpec) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt files
+        raise CheckpointError(f"cannot read training state {path}: {exc}") from exc
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{path} is not an ofabench training state")
+    if state.get("fingerprint") != space.fingerprint():
+        raise CheckpointError(f"{path} was written for another search space than {space.name!r}")
+    return state
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | Path,
+    stages: Sequence[str] | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    dist: DistContext | None = None,
+) -> list[dict[str, Any]]:
+    """Run ``config``'s stages into ``out_dir`` (see :class:`Trainer`); the metrics history."""
+    return Trainer(config, out_dir, progress=progress, dist=dist).run(stages, resume=resume)
