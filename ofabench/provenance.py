@@ -56,6 +56,12 @@ def provenance(**extra: Any) -> dict[str, Any]:
     }
 
 
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Write ``path`` through a temporary file in the same folder, renamed into place only when
@@ -68,6 +74,7 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600; give the usual umask mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

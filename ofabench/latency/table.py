@@ -437,7 +437,7 @@ class LatencyTable:
         with atomic_open(path) as handle:
             json.dump(self.to_dict(), handle, indent=1)
             handle.write("\n")
-        log.info("wrote latency table with %d entries to %s", len(self), path)
+        log.debug("wrote latency table with %d entries to %s", len(self), path)
         return path
 
     @classmethod

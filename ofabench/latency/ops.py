@@ -1,0 +1,118 @@
+"""Static PyTorch modules to time: one latency-table key (:class:`~ofabench.latency.table.OpSpec`),
+built the way the same layer runs inside a whole subnet (:mod:`ofabench.supernet.static`), so a
+backend can time it alone; and a whole subnet, to time it end to end.
+
+Weights are random and every BatchNorm gets non-trivial statistics (a backend that folds BN must
+fold something real); the module is returned in eval mode with the NCHW input shape it takes
+(``(1, C)`` for the classifier, which runs on the flattened feature vector).
+
+An MBConv key carries no "has expand conv" field: OFA's first block (expand ratio 1) is the only
+one whose mid channels equal its input channels, so ``mid == in_c`` means no 1x1 expand conv.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import LatencyTableError
+from ..space import ArchConfig, LayerGeom, SpaceSpec
+from ..supernet.static import MBConv, MobileNetV3, batch_norm
+from .table import OpSpec
+
+STEM_KERNEL = 3
+
+
+def conv_bn_hswish(in_c: int, out_c: int, kernel: int, stride: int) -> nn.Sequential:
+    """Conv (no bias) + BN + h-swish: the stem (3x3) and the final expand (1x1) of a subnet."""
+    conv = nn.Conv2d(in_c, out_c, kernel, stride, kernel // 2, bias=False)
+    return nn.Sequential(conv, batch_norm(out_c), nn.Hardswish())
+
+
+def feature_mix(in_c: int, out_c: int) -> nn.Sequential:
+    """1x1 conv (no bias, no BN) + h-swish at 1x1."""
+    return nn.Sequential(nn.Conv2d(in_c, out_c, 1, bias=False), nn.Hardswish())
+
+
+def op_geometry(spec: OpSpec) -> LayerGeom:
+    """The :class:`LayerGeom` of an MBConv key (the inverse of ``OpSpec.from_layer``)."""
+    if spec.kind != "mbconv":
+        raise LatencyTableError(f"op_geometry needs an mbconv op, got {spec.kind!r} ({spec})")
+    return LayerGeom(
+        "mbconv",
+        spec.in_hw,
+        spec.in_c,
+        spec.out_c,
+        mid=spec.mid,
+        kernel=spec.kernel,
+        stride=spec.stride,
+        se=spec.se,
+        act="h_swish" if spec.h_swish else "relu",
+        residual=spec.residual,
+        has_expand=spec.mid != spec.in_c,
+    )
+
+
+def _stem_stride(spec: OpSpec) -> int:
+    return 1 if spec.out_hw == spec.in_hw else 2
+
+
+def _build(spec: OpSpec) -> nn.Module:
+    """Plain torch modules only (every backend's converter knows them; the TFLite writer
+    dispatches on exact module types)."""
+    if spec.kind == "mbconv":
+        return MBConv(op_geometry(spec))
+    if spec.kind == "stem":
+        return conv_bn_hswish(spec.in_c, spec.out_c, STEM_KERNEL, _stem_stride(spec))
+    if spec.kind == "final_expand":
+        return conv_bn_hswish(spec.in_c, spec.out_c, 1, 1)
+    if spec.kind == "pool":
+        return nn.AdaptiveAvgPool2d(1)  # the global mean, keeping 1x1
+    if spec.kind == "feature_mix":
+        return feature_mix(spec.in_c, spec.out_c)
+    return nn.Linear(spec.in_c, spec.out_c)  # classifier (OpSpec allows no other kind)
+
+
+def op_input_shape(spec: OpSpec) -> tuple[int, ...]:
+    """The input shape the op's module takes: NCHW, or ``(1, C)`` for the classifier."""
+    if spec.kind == "classifier":
+        return (1, spec.in_c)
+    return (1, spec.in_c, spec.in_hw, spec.in_hw)
+
+
+def randomize_batchnorm(module: nn.Module, generator: torch.Generator | None = None) -> None:
+    """Give every BatchNorm of ``module`` non-trivial running statistics and affine parameters
+    (close to identity, so activations stay in a normal range through a whole network)."""
+    with torch.no_grad():
+        for bn in module.modules():
+            if isinstance(bn, nn.BatchNorm2d):
+                bn.running_mean.copy_(torch.rand(bn.num_features, generator=generator) - 0.5)
+                bn.running_var.copy_(0.5 + 1.5 * torch.rand(bn.num_features, generator=generator))
+                bn.weight.copy_(0.5 + torch.rand(bn.num_features, generator=generator))
+                bn.bias.copy_(0.4 * torch.rand(bn.num_features, generator=generator) - 0.2)
+
+
+def build_op_module(spec: OpSpec, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:
+    """A static module computing the op ``spec`` (random weights from ``seed``, non-trivial BN
+    statistics, eval mode) and its input shape (batch 1)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        module = _build(spec)
+    randomize_batchnorm(module, generator)
+    return module.eval(), op_input_shape(spec)
+
+
+def build_subnet_module(
+    space: SpaceSpec, arch: ArchConfig, seed: int = 0
+) -> tuple[nn.Module, tuple[int, ...]]:
+    """The static subnet ``arch`` of ``space`` (random weights, non-trivial BN statistics, eval
+    mode), built straight from :meth:`SpaceSpec.layers`, and its input shape (batch 1). Weights
+    do not change latency, so no supernet is needed to time a subnet end to end."""
+    arch = space.validate(arch)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        module = MobileNetV3(space.layers(arch))
+    randomize_batchnorm(module, generator)
+    return module.eval(), (1, space.in_channels, arch.r, arch.r)

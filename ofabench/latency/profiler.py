@@ -1,0 +1,863 @@
+"""Profile a device into a latency table: every distinct op of a search space, at every requested
+resolution, measured by the device's backend and written atomically as the run goes.
+
+    from ofabench.latency.profiler import profile_device
+    result = profile_device("cpu-onnxruntime", "ofa_mbv3_w1.0", fit_resolutions="every:4")
+
+**Resume.** The table is saved (temp file, fsync, rename) after every op while saving is cheap,
+and at most every ``~20 x save time`` once the table is large (so saving costs <= 5% of the run),
+on any error and at the end. A run started on an existing table checks that it belongs to the
+same space, device and backend (else :class:`LatencyTableError`) and skips every op already
+measured: a killed run resumes where it stopped.
+
+**Cost saving** (``fit_resolutions``). Many ops repeat across resolutions (the head and deep
+stages see the same feature-map sizes at neighbouring resolutions), and an op's latency at a
+fixed channel configuration is close to linear in its feature-map area. With ``"every:4"`` only
+every 4th resolution plus both ends is measured; an op needed only at the other resolutions gets
+``latency = a * work + b``, least squares over the measured ops of its group (same kind, channels,
+mid channels, kernel, stride, skip, SE, activation; different feature-map size). ``work`` is the
+op's multiply-accumulates at that size (a fixed mix of input and output H*W: exactly linear in
+H*W for stride-1 ops, and right about the rounding of odd sizes for stride-2 ones), or its input
+H*W for the pooling op. An op outside its group's measured range, or whose group has fewer than
+two measured sizes, is measured instead: nothing is extrapolated. So is every op of a group whose
+line misses its measured points by more than ``max_fit_rms`` (RMS residual over mean latency,
+default 5%): where latency is not linear in H*W, or the measurements were too noisy to tell,
+fitting would cost fidelity.
+
+**Noise.** An op whose measurement rounds never agreed (:attr:`Measurement.stable` false) is
+measured once more at the end of the pass and the faster median kept (transients on a shared
+machine only ever add time); those still unsettled are listed in the provenance.
+
+**Calibration** (``calibrate=K``). A sum of per-op latencies misses what happens between ops
+(on ONNX Runtime, single-block models carry layout reorders a whole network does not, and every
+op pays the per-call cost once). ``K`` random subnets are measured end to end and
+``measured = scale * lut_sum + overhead_ms`` is fitted: by least squares
+(``calibration_method="affine"``, :meth:`LatencyModel.fit_overhead`) or as the median ratio
+(``"ratio"``, overhead 0: robust with few, noisy subnets). :func:`latency_model` builds the
+calibrated model from the table; a later run that re-measures entries re-fits it only when given
+``calibrate`` again.
+
+Every entry's ``mean_ms`` holds the *median* of the calmest measurement round (robust to this
+machine's transients; ``median_ms`` the same, ``std_ms`` the spread, ``count`` the timed runs).
+A fitted entry has ``count = 0`` and ``std_ms`` = its group's RMS fit residual. The table's
+provenance says what was done::
+
+    provenance["profiling"] = {
+        "measure_settings": {...}, "backend_info": {...},     # from the first measurement
+        "resolutions": [...], "measured_resolutions": [...], "fitted_resolutions": [...],
+        "fitted_keys": [...],                                 # entries that were fitted, not measured
+        "unstable_keys": [...],                               # measured, rounds never agreed
+        "fit": {"method": ..., "groups": ..., "groups_rejected": ..., "ops_measured_instead": ...,
+                "max_rel_rms": ..., "median_rel_rms": ..., "worst_groups": [...]},
+        "runs": [{"started": ..., "measured": ..., "fitted": ..., "wall_s": ...}, ...],
+    }
+    provenance["calibration"] = {"scale": ..., "overhead_ms": ..., "n": K, "seed": ...,
+                                 "method": "affine" | "ratio", "description": ...,
+                                 "points": [{"arch": {...}, "measured_ms": ...}, ...]}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..devices.base import Backend, Measurement, MeasureSettings
+from ..devices.profiles import DeviceProfile, load_profile
+from ..errors import BackendError, ConfigError, LatencyTableError
+from ..provenance import atomic_open
+from ..provenance import provenance as make_provenance
+from ..space import ArchBatch, ArchConfig, SpaceSpec, as_rng, get_space
+from .counting import layer_macs
+from .model import LatencyModel
+from .ops import build_op_module, build_subnet_module, op_geometry
+from .table import LatencyEntry, LatencyTable, OpSpec, resolution_ops
+
+log = logging.getLogger("ofabench")
+
+ProgressCallback = Callable[[int, int, str], None]
+"""``progress(done, total, key)``: called with ``done = 0`` before the first measurement and after
+every measured op (or calibration subnet); ``key`` names what was just measured."""
+
+TABLE_DIR = Path("latency_tables")
+PROFILING = "profiling"
+CALIBRATION = "calibration"
+FIT_METHOD = (
+    "least squares latency = a * work + b per op group (kind, channels, mid, kernel, stride, "
+    "idskip, se, hs), work = the op's MACs at its feature-map size (input H*W for pooling), "
+    "over the group's measured sizes; interpolation only"
+)
+CALIBRATION_METHODS = {
+    "affine": "least squares measured = scale * lut_sum + overhead_ms over random subnets "
+    "measured end to end",
+    "ratio": "scale = median(measured / lut_sum) over random subnets measured end to end, "
+    "overhead_ms = 0",
+}
+SCALE_RANGE = (0.8, 1.25)  # plausible calibration scales; outside, the affine fit fitted noise
+MAX_FIT_RMS = 0.05  # a group whose line misses its points by more (RMS / mean) is measured
+SAVE_OVERHEAD = 0.05  # adaptive saving keeps the time spent saving below this share of the run
+
+
+# -- plan ------------------------------------------------------------------------------------------
+def default_table_path(device: str, space_name: str, root: str | Path = TABLE_DIR) -> Path:
+    """Where ``ofabench profile`` writes a table: ``latency_tables/<device>/<space>.json``."""
+    return Path(root) / device / f"{space_name}.json"
+
+
+def select_resolutions(
+    space: SpaceSpec, resolutions: Iterable[int] | str | None
+) -> tuple[int, ...]:
+    """The resolutions to profile: all of the space's (``None`` or ``"all"``) or a subset."""
+    if resolutions is None or resolutions == "all":
+        return space.resolutions
+    if isinstance(resolutions, str):
+        resolutions = parse_int_list(resolutions, "resolutions")
+    values = tuple(sorted({int(r) for r in resolutions}))
+    bad = [r for r in values if r not in space.resolutions]
+    if bad or not values:
+        raise ConfigError(
+            f"resolutions {bad or 'none'} are not in space {space.name!r}; allowed: "
+            f"{list(space.resolutions)} (or 'all')"
+        )
+    return values
+
+
+def measured_resolutions(
+    resolutions: Sequence[int], fit_resolutions: str | Sequence[int] | None
+) -> tuple[int, ...]:
+    """Which of ``resolutions`` to measure (the others are fitted).
+
+    ``None``/``"none"``: all. ``"every:N"``: every Nth from the smallest, plus the largest.
+    ``"measure:R1,R2,..."`` or a sequence of ints: those resolutions.
+    """
+    resolutions = tuple(sorted(resolutions))
+    if fit_resolutions is None or fit_resolutions == "none":
+        return resolutions
+    if isinstance(fit_resolutions, str):
+        kind, _, value = fit_resolutions.partition(":")
+        if kind == "every":
+            step = _positive_int(value, fit_resolutions)
+            return tuple(sorted({*resolutions[::step], resolutions[-1]}))
+        if kind != "measure":
+            raise ConfigError(
+                f"fit resolutions {fit_resolutions!r} not understood; use 'every:N' (measure every "
+                f"Nth resolution plus both ends, fit the rest), 'measure:R1,R2,...' or 'none'"
+            )
+        fit_resolutions = parse_int_list(value, "fit resolutions")
+    chosen = tuple(sorted({int(r) for r in fit_resolutions}))
+    bad = [r for r in chosen if r not in resolutions]
+    if bad or not chosen:
+        raise ConfigError(
+            f"resolutions to measure {bad or 'none'} are not among the profiled resolutions "
+            f"{list(resolutions)}"
+        )
+    return chosen
+
+
+def parse_int_list(text: str, what: str) -> list[int]:
+    """``"160,176, 192"`` -> ``[160, 176, 192]``; anything else is a :class:`ConfigError`."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"{what} must be comma-separated integers, got {text!r}") from exc
+
+
+def _positive_int(text: str, spec: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"fit resolutions {spec!r}: N in 'every:N' must be an integer >= 1")
+    return int(text)
+
+
+@dataclass(frozen=True)
+class ProfilePlan:
+    """What a profiling run does: ``to_measure`` (in order), ``to_fit``, and the keys ``skipped``
+    because the table already holds a measurement of them."""
+
+    resolutions: tuple[int, ...]
+    measured_resolutions: tuple[int, ...]
+    to_measure: tuple[OpSpec, ...]
+    to_fit: tuple[OpSpec, ...]
+    skipped: tuple[str, ...]
+
+    @property
+    def fitted_resolutions(self) -> tuple[int, ...]:
+        return tuple(r for r in self.resolutions if r not in self.measured_resolutions)
+
+
+def ops_at(space: SpaceSpec, resolutions: Iterable[int]) -> dict[str, OpSpec]:
+    """Every distinct op of ``space`` at ``resolutions``, in a stable order (key -> op)."""
+    ops: dict[str, OpSpec] = {}
+    for r in resolutions:
+        for op in resolution_ops(space, r).all_ops():
+            ops.setdefault(op.key, op)
+    return ops
+
+
+def plan_profile(
+    space: SpaceSpec,
+    resolutions: Sequence[int],
+    measure_at: Sequence[int],
+    measured_before: Iterable[str] = (),
+) -> ProfilePlan:
+    """Split the ops of ``resolutions`` into those to measure and those to fit (see the module
+    docstring); keys in ``measured_before`` are skipped."""
+    done = set(measured_before)
+    anchors = ops_at(space, measure_at)
+    others = {k: op for k, op in ops_at(space, resolutions).items() if k not in anchors}
+    sizes = _sizes_by_group([*anchors.values(), *(OpSpec.parse(k) for k in done)])
+    to_fit, extra = [], []
+    for op in others.values():
+        if op.key not in done:
+            (to_fit if _can_interpolate(sizes, op) else extra).append(op)
+    to_measure = [op for op in [*anchors.values(), *extra] if op.key not in done]
+    skipped = [k for k in [*anchors, *others] if k in done]
+    return ProfilePlan(
+        tuple(resolutions), tuple(measure_at), tuple(to_measure), tuple(to_fit), tuple(skipped)
+    )
+
+
+# -- fitting -----------------------------------------------------------------------------------------
+def op_group(op: OpSpec) -> tuple[Any, ...]:
+    """What an op's latency-vs-size fit is shared by: everything in its key but the sizes."""
+    strided = op.kind == "stem" and op.out_hw < op.in_hw
+    return (*dataclasses.astuple(dataclasses.replace(op, in_hw=0, out_hw=0)), strided)
+
+
+def op_work(op: OpSpec) -> float:
+    """The size-dependent work the fit regresses on: MACs (input H*W for pooling)."""
+    if op.kind == "mbconv":
+        return float(layer_macs(op_geometry(op)))
+    if op.kind == "stem":
+        return float(op.out_hw * op.out_hw)
+    return float(op.in_hw * op.in_hw)
+
+
+def _sizes_by_group(ops: Iterable[OpSpec]) -> dict[tuple[Any, ...], set[int]]:
+    sizes: dict[tuple[Any, ...], set[int]] = defaultdict(set)
+    for op in ops:
+        sizes[op_group(op)].add(op.in_hw)
+    return sizes
+
+
+def _can_interpolate(sizes: Mapping[tuple[Any, ...], set[int]], op: OpSpec) -> bool:
+    known = sizes.get(op_group(op), set())
+    return len(known) >= 2 and min(known) <= op.in_hw <= max(known)
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    """``latency = slope * work + intercept`` of one op group, with its RMS residual (ms) and
+    the measured range of input sizes it may be used in."""
+
+    slope: float
+    intercept: float
+    rms_ms: float
+    min_hw: int
+    max_hw: int
+    n: int
+
+    def __call__(self, op: OpSpec) -> float:
+        if not self.min_hw <= op.in_hw <= self.max_hw:
+            raise LatencyTableError(
+                f"op {op.key} lies outside the measured sizes {self.min_hw}..{self.max_hw} of "
+                f"its group; refusing to extrapolate"
+            )
+        return self.slope * op_work(op) + self.intercept
+
+
+def fit_group(points: Sequence[tuple[OpSpec, float]]) -> LinearFit:
+    """Least-squares line through ``(op, latency_ms)`` points of one group (>= 2 distinct sizes)."""
+    x = np.array([op_work(op) for op, _ in points])
+    y = np.array([ms for _, ms in points])
+    if len({op.in_hw for op, _ in points}) < 2:
+        raise LatencyTableError("a latency fit needs measurements at two or more sizes")
+    design = np.stack([x, np.ones_like(x)], axis=1)
+    (slope, intercept), *_ = np.linalg.lstsq(design, y, rcond=None)
+    rms = float(np.sqrt(np.mean((design @ np.array([slope, intercept]) - y) ** 2)))
+    sizes = [op.in_hw for op, _ in points]
+    return LinearFit(float(slope), float(intercept), rms, min(sizes), max(sizes), len(points))
+
+
+def fit_entries(
+    table: LatencyTable, ops: Sequence[OpSpec], max_rel_rms: float = math.inf
+) -> tuple[dict[str, Any], list[OpSpec]]:
+    """Add a fitted entry for every op of ``ops`` from the table's measured entries, except for
+    ops whose group's line fits its points worse than ``max_rel_rms`` (RMS residual over the
+    group's mean latency): those are returned, to be measured instead. Also returns a summary
+    for the provenance (how many groups, how well the lines fit)."""
+    points = _measured_points(table)
+    fits = {group: fit_group(points[group]) for group in {op_group(op) for op in ops}}
+    rel = {group: _rel_rms(fit, points[group]) for group, fit in fits.items()}
+    rejected = []
+    for op in ops:
+        group = op_group(op)
+        if rel[group] > max_rel_rms:
+            rejected.append(op)
+            continue
+        value = max(fits[group](op), 0.0)
+        table.add(op, LatencyEntry(value, fits[group].rms_ms, 0, value))
+    return _fit_summary(fits, points, rel, max_rel_rms, len(rejected)), rejected
+
+
+def _measured_points(table: LatencyTable) -> dict[tuple[Any, ...], list[tuple[OpSpec, float]]]:
+    points: dict[tuple[Any, ...], list[tuple[OpSpec, float]]] = defaultdict(list)
+    for key in measured_keys(table):
+        op = OpSpec.parse(key)
+        points[op_group(op)].append((op, table[key].mean_ms))
+    return points
+
+
+def _rel_rms(fit: LinearFit, points: Sequence[tuple[OpSpec, float]]) -> float:
+    mean = float(np.mean([ms for _, ms in points]))
+    return fit.rms_ms / mean if mean > 0 else 0.0
+
+
+def _fit_summary(
+    fits: Mapping[tuple[Any, ...], LinearFit],
+    points: Mapping[tuple[Any, ...], list[tuple[OpSpec, float]]],
+    rel: Mapping[tuple[Any, ...], float],
+    max_rel_rms: float,
+    n_rejected: int,
+) -> dict[str, Any]:
+    worst = sorted(fits, key=lambda group: rel[group], reverse=True)
+    return {
+        "method": FIT_METHOD,
+        "groups": len(fits),
+        "max_rel_rms_allowed": max_rel_rms if math.isfinite(max_rel_rms) else None,
+        "groups_rejected": sum(r > max_rel_rms for r in rel.values()),
+        "ops_measured_instead": n_rejected,
+        "max_rel_rms": round(rel[worst[0]], 5) if worst else 0.0,
+        "median_rel_rms": round(float(np.median(list(rel.values()))), 5) if rel else 0.0,
+        "worst_groups": [
+            {"rel_rms": round(rel[g], 5), "example": points[g][0][0].key, "points": fits[g].n}
+            for g in worst[:5]
+        ],
+    }
+
+
+# -- the table on disk ----------------------------------------------------------------------------
+def fitted_keys(table: LatencyTable) -> set[str]:
+    """Keys whose entries were fitted, not measured (from the table's provenance)."""
+    return set(table.provenance.get(PROFILING, {}).get("fitted_keys", []))
+
+
+def measured_keys(table: LatencyTable) -> list[str]:
+    """Keys whose entries were measured (every entry not listed as fitted)."""
+    fitted = fitted_keys(table)
+    return [key for key in table if key not in fitted]
+
+
+def open_table(path: Path, space: SpaceSpec, profile: DeviceProfile) -> LatencyTable:
+    """The table at ``path`` to resume (checked: same space, device and backend), or a new one."""
+    if not path.exists():
+        info = make_provenance(device=profile.name, backend=profile.backend, space=space.name)
+        return LatencyTable.for_space(
+            space, device=profile.name, backend=profile.backend, provenance=info
+        )
+    table = LatencyTable.load(path)
+    advice = "profile into another --out, or delete the file to start over"
+    try:
+        table.check_space(space)
+    except LatencyTableError as exc:
+        raise LatencyTableError(f"cannot resume {path}: {exc}; {advice}") from exc
+    if (table.device, table.backend) != (profile.name, profile.backend):
+        raise LatencyTableError(
+            f"cannot resume {path}: it holds device {table.device!r} measured with backend "
+            f"{table.backend!r}, not device {profile.name!r} with backend {profile.backend!r}; "
+            f"{advice}"
+        )
+    log.info("resuming %s: %d entries already there", path, len(table))
+    return table
+
+
+class TableWriter:
+    """The table being filled, saved atomically: after every change while saving is cheap, and
+    never more often than keeps the time spent saving under ``SAVE_OVERHEAD`` of the run
+    (``save_every_s`` sets a fixed minimum interval instead; 0 saves after every change)."""
+
+    def __init__(self, table: LatencyTable, path: Path, save_every_s: float | None = None) -> None:
+        self.table = table
+        self.path = path
+        self.save_every_s = save_every_s
+        self._last_save = time.perf_counter()
+        self._save_cost = 0.0
+        self._dirty = False
+
+    def changed(self) -> None:
+        """Note a change; save if the interval has passed."""
+        self._dirty = True
+        interval = (
+            self._save_cost / SAVE_OVERHEAD if self.save_every_s is None else self.save_every_s
+        )
+        if time.perf_counter() - self._last_save >= interval:
+            self.save()
+
+    def save(self) -> None:
+        """Write the table now (temp file, fsync, rename): readers never see half a file."""
+        start = time.perf_counter()
+        with atomic_open(self.path) as handle:
+            json.dump(self.table.to_dict(), handle, indent=1)
+            handle.write("\n")
+        self._last_save = time.perf_counter()
+        self._save_cost = self._last_save - start
+        self._dirty = False
+
+    def flush(self) -> None:
+        if self._dirty:
+            self.save()
+
+
+# -- measuring ---------------------------------------------------------------------------------------
+def open_backend(profile: DeviceProfile) -> Backend:
+    """The profile's backend, checked to run here (else :class:`BackendError` with the reason)."""
+    try:
+        backend = profile.backend_instance()
+    except ImportError as exc:
+        raise BackendError(
+            f"device {profile.name!r}: backend {profile.backend!r} cannot be imported ({exc})"
+        ) from exc
+    try:
+        backend.check_available()
+    except BackendError as exc:
+        raise BackendError(f"device {profile.name!r}: {exc}") from exc
+    return backend
+
+
+def measure_op(backend: Backend, op: OpSpec, settings: MeasureSettings) -> Measurement:
+    """Time one op alone; any failure becomes a :class:`BackendError` naming the op's key."""
+    module, shape = build_op_module(op)
+    try:
+        return backend.measure(module, shape, settings)
+    except Exception as exc:
+        raise BackendError(f"backend {backend.name!r} failed on op {op.key}: {exc}") from exc
+
+
+def measure_subnet(
+    backend: Backend, space: SpaceSpec, arch: ArchConfig, settings: MeasureSettings
+) -> Measurement:
+    """Time a whole subnet end to end; failures become a :class:`BackendError` naming it."""
+    module, shape = build_subnet_module(space, arch)
+    try:
+        return backend.measure(module, shape, settings)
+    except Exception as exc:
+        raise BackendError(
+            f"backend {backend.name!r} failed on subnet {arch.to_json()}: {exc}"
+        ) from exc
+
+
+def entry_from(measurement: Measurement) -> LatencyEntry:
+    """A table entry from a measurement: its median as the value (``mean_ms`` and ``median_ms``)."""
+    return LatencyEntry(
+        measurement.median_ms, measurement.std_ms, measurement.n, measurement.median_ms
+    )
+
+
+@dataclass
+class _Run:
+    """State of one profiling run: where it writes, how it reports progress, what it counted."""
+
+    writer: TableWriter
+    backend: Backend
+    settings: MeasureSettings
+    progress: ProgressCallback | None
+    total: int
+    remeasure_unstable: bool = True
+    max_fit_rms: float = math.inf
+    done: int = 0
+
+    @property
+    def table(self) -> LatencyTable:
+        return self.writer.table
+
+    def step(self, key: str) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total, key)
+
+    def record_info(self, measurement: Measurement) -> None:
+        meta = self.table.provenance.setdefault(PROFILING, {})
+        info = json.loads(json.dumps(dict(measurement.info), default=str))
+        previous = meta.get("backend_info")
+        if previous is not None and previous != info:
+            log.warning(
+                "backend info differs from the run that started this table (%s vs %s); entries "
+                "measured under both are mixed",
+                previous,
+                info,
+            )
+        meta["backend_info"] = info
+
+
+def _measure_ops(run: _Run, ops: Sequence[OpSpec]) -> int:
+    """Measure ``ops``; then, once more, those whose rounds never agreed (keeping the faster
+    median: transients only add time). Returns how many were measured again."""
+    unsettled = [op for op in ops if not _measure_one(run, op)]
+    if not (unsettled and run.remeasure_unstable):
+        return 0
+    log.info("measuring again %d ops whose rounds did not agree", len(unsettled))
+    run.total += len(unsettled)
+    for op in unsettled:
+        _measure_one(run, op, again=True)
+    return len(unsettled)
+
+
+def _measure_one(run: _Run, op: OpSpec, again: bool = False) -> bool:
+    """Measure one op into the table (on a second try only if faster); return its stability."""
+    measurement = measure_op(run.backend, op, run.settings)
+    if run.done == 0:
+        run.record_info(measurement)
+    previous = run.table.get(op) if again else None
+    if previous is None or measurement.median_ms < previous.mean_ms:
+        run.table.add(op, entry_from(measurement))
+    profiling = run.table.provenance[PROFILING]
+    _flag(profiling, "fitted_keys", op.key, False)
+    _flag(profiling, "unstable_keys", op.key, not measurement.stable)
+    run.writer.changed()
+    run.step(f"{op.key} (again)" if again else op.key)
+    return measurement.stable
+
+
+def _flag(profiling: dict[str, Any], name: str, key: str, on: bool) -> None:
+    """Add ``key`` to (or remove it from) the sorted key list ``profiling[name]``."""
+    keys = set(profiling.get(name, []))
+    (keys.add if on else keys.discard)(key)
+    profiling[name] = sorted(keys)
+
+
+# -- calibration -------------------------------------------------------------------------------------
+def calibration_archs(
+    space: SpaceSpec, resolutions: Sequence[int], n: int, seed: int
+) -> list[ArchConfig]:
+    """``n`` random subnets at ``resolutions`` (the same list for the same seed: a prefix of a
+    longer one, so a resumed calibration reuses what it measured)."""
+    sub = space.restrict(resolutions=resolutions)
+    rng = as_rng(seed)
+    return [sub.sample(rng) for _ in range(n)]
+
+
+def fit_calibration(
+    model: LatencyModel,
+    archs: Sequence[ArchConfig],
+    measured_ms: Sequence[float] | np.ndarray,
+    method: str = "affine",
+) -> tuple[LatencyModel, str]:
+    """A calibrated copy of ``model`` from end-to-end measurements of ``archs``, and the method
+    that made it.
+
+    ``affine``: least squares ``measured = scale * lut_sum + overhead_ms``
+    (:meth:`LatencyModel.fit_overhead`). ``ratio``: ``scale = median(measured / lut_sum)``, no
+    overhead -- one robust parameter, for few or noisy measurements spanning a narrow range of
+    sums, where the affine fit's slope and intercept trade off. An affine fit whose scale falls
+    outside ``SCALE_RANGE`` (noise, not a device effect: it can even be negative) is replaced by
+    the ratio fit, with a warning, and the method returned says so."""
+    if method not in CALIBRATION_METHODS:
+        raise ConfigError(
+            f"unknown calibration method {method!r}; allowed: {list(CALIBRATION_METHODS)}"
+        )
+    if method == "affine":
+        fitted = model.fit_overhead(archs, measured_ms)
+        low, high = SCALE_RANGE
+        if low <= fitted.scale <= high:
+            return fitted, method
+        log.warning(
+            "affine calibration gave scale %.3g (outside %s: the measurements are too noisy or "
+            "too few); using the median ratio instead",
+            fitted.scale,
+            SCALE_RANGE,
+        )
+        method = f"ratio (affine scale {fitted.scale:.3g} rejected)"
+    sums = model.lut_sum_batch(ArchBatch.from_archs(list(archs)))
+    scale = float(np.median(np.asarray(measured_ms, dtype=np.float64) / sums))
+    return LatencyModel(model.table, model.space, overhead_ms=0.0, scale=scale), method
+
+
+def _calibrate(
+    run: _Run, space: SpaceSpec, archs: Sequence[ArchConfig], seed: int, method: str
+) -> dict[str, Any]:
+    calib = run.table.provenance.setdefault(CALIBRATION, {})
+    if calib.get("seed") != seed:
+        calib.clear()
+    calib["seed"] = seed
+    points = calib.setdefault("points", [])
+    done = {_arch_id(p["arch"]) for p in points}
+    for i, arch in enumerate(archs):
+        if _arch_id(arch.to_dict()) not in done:
+            points.append({"arch": arch.to_dict(), "measured_ms": _measure_calm(run, space, arch)})
+            run.writer.changed()
+            run.step(f"calibration subnet {i + 1}/{len(archs)}")
+    return _fit_calibration(run.table, space, calib, archs, method)
+
+
+def _measure_calm(run: _Run, space: SpaceSpec, arch: ArchConfig) -> float:
+    """A subnet's median, measured again (the faster kept) if its rounds did not agree."""
+    measurement = measure_subnet(run.backend, space, arch, run.settings)
+    if measurement.stable or not run.remeasure_unstable:
+        return measurement.median_ms
+    return min(
+        measurement.median_ms, measure_subnet(run.backend, space, arch, run.settings).median_ms
+    )
+
+
+def _arch_id(arch: Mapping[str, Any]) -> str:
+    return json.dumps(dict(arch), sort_keys=True)
+
+
+def _fit_calibration(
+    table: LatencyTable,
+    space: SpaceSpec,
+    calib: dict[str, Any],
+    archs: Sequence[ArchConfig],
+    method: str,
+) -> dict[str, Any]:
+    wanted = {_arch_id(a.to_dict()) for a in archs}
+    used = [p for p in calib["points"] if _arch_id(p["arch"]) in wanted]
+    fitted, used_method = fit_calibration(
+        LatencyModel(table, space),
+        [ArchConfig.from_dict(p["arch"]) for p in used],
+        [p["measured_ms"] for p in used],
+        method,
+    )
+    summary = {"scale": fitted.scale, "overhead_ms": fitted.overhead_ms, "n": len(used)}
+    description = CALIBRATION_METHODS[used_method.split()[0]]
+    calib.update(summary, method=used_method, description=description, points=used)
+    log.info(
+        "calibration (%s) on %d subnets: measured = %.4f * lut_sum %+.4f ms",
+        used_method,
+        len(used),
+        fitted.scale,
+        fitted.overhead_ms,
+    )
+    return {**summary, "method": used_method}
+
+
+def table_calibration(table: LatencyTable) -> tuple[float, float] | None:
+    """``(scale, overhead_ms)`` stored by a calibrated profiling run, else None."""
+    calib = table.provenance.get(CALIBRATION) or {}
+    if "scale" not in calib or "overhead_ms" not in calib:
+        return None
+    return float(calib["scale"]), float(calib["overhead_ms"])
+
+
+def latency_model(table: LatencyTable, space: SpaceSpec, calibrated: bool = True) -> LatencyModel:
+    """The :class:`LatencyModel` of ``table``, with its stored calibration when ``calibrated``
+    and the table has one (else the plain LUT sum)."""
+    calibration = table_calibration(table) if calibrated else None
+    if calibration is None:
+        return LatencyModel(table, space)
+    scale, overhead = calibration
+    return LatencyModel(table, space, overhead_ms=overhead, scale=scale)
+
+
+# -- the whole run -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProfileResult:
+    """What a profiling run did and where the table is."""
+
+    path: str
+    device: str
+    backend: str
+    space: str
+    resolutions: tuple[int, ...]
+    measured_resolutions: tuple[int, ...]
+    fitted_resolutions: tuple[int, ...]
+    n_entries: int
+    n_measured: int
+    n_fitted: int
+    n_skipped: int
+    n_unstable: int
+    n_measured_again: int
+    n_calibration_measured: int
+    wall_s: float
+    calibration: dict[str, Any] | None = None
+    fit: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for key in ("resolutions", "measured_resolutions", "fitted_resolutions"):
+            data[key] = list(data[key])
+        return data
+
+
+def profile_device(
+    profile: DeviceProfile | str | Path,
+    space: SpaceSpec | str = "ofa_mbv3_w1.0",
+    resolutions: Iterable[int] | str | None = None,
+    out_path: str | Path | None = None,
+    settings: MeasureSettings | None = None,
+    fit_resolutions: str | Sequence[int] | None = None,
+    progress: ProgressCallback | None = None,
+    calibrate: int = 0,
+    seed: int = 0,
+    save_every_s: float | None = None,
+    calibration_method: str = "affine",
+    remeasure_unstable: bool = True,
+    max_fit_rms: float = MAX_FIT_RMS,
+) -> ProfileResult:
+    """Measure every distinct op of ``space`` at ``resolutions`` (default: all) on the device
+    ``profile`` into the latency table at ``out_path`` (default
+    ``latency_tables/<device>/<space>.json``), resuming it if it exists.
+
+    ``fit_resolutions`` picks the resolutions to measure, the others' ops being fitted (see
+    :func:`measured_resolutions`); ``calibrate=K`` measures K random subnets (drawn with ``seed``)
+    end to end and stores the scale and overhead fitted by ``calibration_method`` (see
+    :func:`fit_calibration`, :func:`latency_model`). ``progress(done, total, key)`` is told of
+    every measurement (``total`` grows when unstable ops are measured again, see
+    ``remeasure_unstable``, or badly fitting groups measured, see ``max_fit_rms``).
+    ``save_every_s``: see :class:`TableWriter`. Raises :class:`BackendError`
+    (device unavailable, an op failing: its key named, the table so far saved) and
+    :class:`LatencyTableError` (``out_path`` holds another space's or device's table)."""
+    start = time.perf_counter()
+    _check_calibration_args(calibrate, calibration_method)
+    profile = profile if isinstance(profile, DeviceProfile) else load_profile(profile)
+    backend = open_backend(profile)
+    space = get_space(space)
+    resolutions = select_resolutions(space, resolutions)
+    measure_at = measured_resolutions(resolutions, fit_resolutions)
+    path = Path(out_path) if out_path else default_table_path(profile.name, space.name)
+    table = open_table(path, space, profile)
+    plan = plan_profile(space, resolutions, measure_at, measured_keys(table))
+    archs = calibration_archs(space, resolutions, calibrate, seed) if calibrate else []
+    settings = settings or MeasureSettings()
+    _record_plan(table, plan, settings)
+    total = len(plan.to_measure) + _pending_calibration(table, archs, seed)
+    writer = TableWriter(table, path, save_every_s)
+    run = _Run(writer, backend, settings, progress, total, remeasure_unstable, max_fit_rms)
+    log.info(
+        "profiling %s on %s: %d ops to measure, %d to fit, %d already measured",
+        space.name,
+        profile.name,
+        len(plan.to_measure),
+        len(plan.to_fit),
+        len(plan.skipped),
+    )
+    if progress is not None:
+        progress(0, run.total, "")
+    try:
+        return _execute(run, space, plan, (archs, seed, calibration_method), start)
+    except BackendError as exc:
+        run.writer.flush()
+        raise BackendError(
+            f"{exc}; the {len(table)} entries so far are saved in {path}: fix the cause and rerun "
+            f"to resume"
+        ) from exc
+    finally:
+        run.writer.flush()
+
+
+def _execute(
+    run: _Run,
+    space: SpaceSpec,
+    plan: ProfilePlan,
+    calibration_plan: tuple[Sequence[ArchConfig], int, str],
+    start: float,
+) -> ProfileResult:
+    run_info = {"started": _now(), "measured": 0, "fitted": 0}
+    run.table.provenance[PROFILING].setdefault("runs", []).append(run_info)
+    _measure_ops(run, plan.to_measure)
+    fit, n_rejected = _fill_fitted(run, plan)
+    n_ops_done = run.done
+    archs, seed, method = calibration_plan
+    calibration = _calibrate(run, space, archs, seed, method) if archs else None
+    n_measured = len(plan.to_measure) + n_rejected
+    run_info.update(
+        measured=n_measured,
+        fitted=len(plan.to_fit) - n_rejected,
+        wall_s=round(time.perf_counter() - start, 2),
+    )
+    run.writer.save()
+    profiling = run.table.provenance[PROFILING]
+    return ProfileResult(
+        path=str(run.writer.path),
+        device=run.table.device,
+        backend=run.table.backend,
+        space=space.name,
+        resolutions=plan.resolutions,
+        measured_resolutions=plan.measured_resolutions,
+        fitted_resolutions=plan.fitted_resolutions,
+        n_entries=len(run.table),
+        n_measured=n_measured,
+        n_fitted=len(plan.to_fit) - n_rejected,
+        n_skipped=len(plan.skipped),
+        n_unstable=len(profiling.get("unstable_keys", [])),
+        n_measured_again=n_ops_done - n_measured,
+        n_calibration_measured=run.done - n_ops_done,
+        wall_s=time.perf_counter() - start,
+        calibration=calibration,
+        fit=fit,
+    )
+
+
+def _fill_fitted(run: _Run, plan: ProfilePlan) -> tuple[dict[str, Any] | None, int]:
+    """Fit ``plan.to_fit``; measure the ops of groups that fit too badly. Returns the fit
+    summary and how many ops were measured instead of fitted."""
+    if not plan.to_fit:
+        return None, 0
+    profiling = run.table.provenance[PROFILING]
+    summary, rejected = fit_entries(run.table, plan.to_fit, run.max_fit_rms)
+    fitted = {op.key for op in plan.to_fit} - {op.key for op in rejected}
+    profiling["fitted_keys"] = sorted({*profiling.get("fitted_keys", []), *fitted})
+    profiling["fit"] = summary
+    run.writer.changed()
+    log.info(
+        "fitted %d ops from %d groups (median relative RMS residual %.2f%%, max %.2f%%)",
+        len(fitted),
+        summary["groups"],
+        100 * summary["median_rel_rms"],
+        100 * summary["max_rel_rms"],
+    )
+    if rejected:
+        log.info(
+            "measuring %d ops of %d groups whose lines fit worse than %.1f%% instead",
+            len(rejected),
+            summary["groups_rejected"],
+            100 * run.max_fit_rms,
+        )
+        run.total += len(rejected)
+        _measure_ops(run, rejected)
+    return summary, len(rejected)
+
+
+def _check_calibration_args(calibrate: int, method: str) -> None:
+    if method not in CALIBRATION_METHODS:
+        raise ConfigError(
+            f"unknown calibration method {method!r}; allowed: {list(CALIBRATION_METHODS)}"
+        )
+    if calibrate < 0 or calibrate == 1:
+        raise ConfigError(f"calibrate needs 0 (off) or at least 2 subnets, got {calibrate}")
+
+
+def _pending_calibration(table: LatencyTable, archs: Sequence[ArchConfig], seed: int) -> int:
+    calib = table.provenance.get(CALIBRATION) or {}
+    if calib.get("seed") != seed:
+        return len(archs)
+    done = {json.dumps(p["arch"], sort_keys=True) for p in calib.get("points", [])}
+    return sum(json.dumps(a.to_dict(), sort_keys=True) not in done for a in archs)
+
+
+def _record_plan(table: LatencyTable, plan: ProfilePlan, settings: MeasureSettings) -> None:
+    profiling = table.provenance.setdefault(PROFILING, {})
+    previous = profiling.get("measure_settings")
+    current = dataclasses.asdict(settings)
+    if previous is not None and previous != current:
+        log.warning("measure settings differ from the earlier run (%s vs %s)", previous, current)
+    profiling["measure_settings"] = current
+    profiling["resolutions"] = sorted({*profiling.get("resolutions", []), *plan.resolutions})
+    measured = set(profiling.get("measured_resolutions", [])) | set(plan.measured_resolutions)
+    profiling["measured_resolutions"] = sorted(measured)
+    profiling["fitted_resolutions"] = [r for r in profiling["resolutions"] if r not in measured]
+    profiling.setdefault("fitted_keys", [])
+    profiling.setdefault("unstable_keys", [])
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
