@@ -85,7 +85,7 @@ class MissingLibraryBackend(Backend):
 
     @classmethod
     def availability(cls) -> Availability:
-        return Availability(False, "fancylib is not installed")
+        return Availability(False, "fancylib is not installed", missing_library=True)
 
     def prepare(self, model: Any, input_shape: tuple[int, ...]) -> Any:
         raise AssertionError("never reached")
@@ -334,3 +334,17 @@ def test_onnxruntime_measures_an_existing_onnx_file(tmp_path: Path, level: str) 
         backend.measure(path, (1, 3, 8, 8), QUICK)
     with pytest.raises(BackendError, match="does not exist"):
         backend.measure(tmp_path / "missing.onnx", shape, QUICK)
+
+
+def test_unavailable_for_another_reason_gets_no_pip_hint() -> None:
+    class NoPhone(NullBackend):
+        name = "test-no-phone"
+        extra = "tflite"
+
+        @classmethod
+        def availability(cls) -> Availability:
+            return Availability(False, "no adb device is connected")
+
+    with pytest.raises(BackendError) as info:
+        NoPhone().measure(torch.nn.Identity(), (1, 1))
+    assert str(info.value).endswith("no adb device is connected")

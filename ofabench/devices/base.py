@@ -30,6 +30,7 @@ class Availability:
 
     ok: bool
     reason: str = ""
+    missing_library: bool = False  # True: installing the backend's pip extra would fix it
 
     def __bool__(self) -> bool:
         return self.ok
@@ -167,12 +168,14 @@ class Backend(ABC):
         try:
             return target.availability()
         except Exception as exc:  # a broken install should read as unavailable, with the cause
-            return Availability(False, f"{type(exc).__name__}: {exc}")
+            return Availability(False, f"{type(exc).__name__}: {exc}", isinstance(exc, ImportError))
 
     def check_available(self) -> None:
         status = self.is_available()
         if not status:
-            hint = f"; install it with: pip install 'ofabench[{self.extra}]'" if self.extra else ""
+            hint = ""
+            if self.extra and status.missing_library:
+                hint = f"; install it with: pip install 'ofabench[{self.extra}]'"
             raise BackendError(
                 f"backend {self.name!r} is not available here: {status.reason}{hint}"
             )

@@ -95,7 +95,9 @@ class LiteRTBackend(Backend):
         try:
             module, _ = interpreter_module()
         except ImportError as exc:
-            return Availability(False, f"no LiteRT interpreter can be imported ({exc})")
+            return Availability(
+                False, f"no LiteRT interpreter can be imported ({exc})", missing_library=True
+            )
         if not hasattr(module, "Interpreter"):
             return Availability(False, f"{module.__name__} has no Interpreter")
         return Availability(True)

@@ -76,11 +76,13 @@ class OnnxRuntimeBackend(Backend):
         try:
             import onnxruntime  # noqa: F401
         except ImportError as exc:
-            return Availability(False, f"onnxruntime cannot be imported ({exc})")
+            return Availability(
+                False, f"onnxruntime cannot be imported ({exc})", missing_library=True
+            )
         try:
             import onnx  # noqa: F401 - the exporter writes its files through it
         except ImportError as exc:
-            return Availability(False, f"onnx cannot be imported ({exc})")
+            return Availability(False, f"onnx cannot be imported ({exc})", missing_library=True)
         return Availability(True)
 
     # -- conversion and one run ----------------------------------------------------------------
