@@ -7,6 +7,15 @@ then a resolution one-hot. With ``resolution_encoding="ofa"`` the resolution par
 OFA's published ``acc_predictor.pth`` reads it unchanged (:func:`load_ofa_predictor`).
 
 Predictions are fractions (0.76, not 76); fit metrics report RMSE in accuracy points.
+:meth:`AccuracyPredictor.predict` runs the MLP in numpy on float32 copies of the weights (made
+once after a fit or load) with BLAS on one thread: for the small batches of a search, torch's
+per-call overhead and a second BLAS thread cost more than the arithmetic.
+
+Accuracy datasets for :func:`fit_from_file` are CSV (or Parquet) files with one row per subnet:
+``arch`` (the arch as a JSON string, ``{"ks": [...], "e": [...], "d": [...], "r": 224}``) and
+``accuracy`` (a fraction); an ``r`` column, if present, supplies or must agree with the
+resolution; other columns (``macs``, ``params``...) are ignored. ``ofabench sample-accuracy``
+writes exactly this.
 """
 
 from __future__ import annotations
@@ -23,7 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError, InvalidArchError
+from ..errors import CheckpointError, ConfigError, DatasetError, InvalidArchError
+from ..search.blas import single_threaded_blas
 from ..space import ArchBatch, ArchConfig, SpaceSpec, get_space
 
 logger = logging.getLogger("ofabench")
@@ -86,6 +96,34 @@ class ArchEncoder:
         self._res_lut = (
             _lookup_table(self.resolution_slots) if resolution_encoding == "onehot" else None
         )
+        self._build_column_tables()
+
+    def _build_column_tables(self) -> None:
+        """Direct value -> feature-column tables for the fast path of :meth:`encode_batch`.
+
+        Every table is twice as wide as the largest value, filled with -1 where a value is not
+        a choice, so that small negative values (which numpy indexing wraps) land on -1 too."""
+        nb, n_k, n_e = self.n_blocks, len(self.kernel_choices), len(self.expand_choices)
+        expand_start, res_start = self._offsets()
+        slots = np.arange(nb)[:, None]
+        self._kernel_cols = _column_table(self.kernel_choices, slots * n_k)
+        self._expand_cols = _column_table(self.expand_choices, expand_start + slots * n_e)
+        self._res_cols = res_start + self._resolution_table()
+        self._res_cols[self._resolution_table() < 0] = -1
+        # depth value -> active slots (1/0); rows of invalid depths hold 2, which is checked for
+        active = np.arange(self.max_depth)[None, :] < np.arange(2 * (self.max_depth + 1))[:, None]
+        self._depth_active = active.astype(np.int8)
+        self._depth_active[0] = 2
+        self._depth_active[self.max_depth + 1 :] = 2
+        self._slot_index = np.arange(nb)[None, :]
+
+    def _resolution_table(self) -> np.ndarray:
+        """resolution value -> slot of the resolution one-hot (-1 if not encodable)."""
+        if self._res_lut is not None:
+            return np.concatenate([self._res_lut, np.full(len(self._res_lut), -1)])
+        high = OFA_RES_START + OFA_RES_STEP * OFA_RES_SLOTS
+        r = np.arange(2 * high)
+        return np.where((r >= OFA_RES_START) & (r < high), (r - OFA_RES_START) // OFA_RES_STEP, -1)
 
     # -- layout ----------------------------------------------------------------------------
     @property
@@ -157,6 +195,38 @@ class ArchEncoder:
     def encode_batch(self, batch: ArchBatch) -> np.ndarray:
         """(N, F) float32 features of a whole batch, numpy only (no loop over archs)."""
         self._check_shapes(batch)
+        columns = self._columns(batch)
+        if columns is None:
+            return self._encode_checked(batch)
+        cols, values = columns
+        n = len(batch)
+        out = np.zeros((n, self.n_features), dtype=np.float32)
+        out[np.arange(n)[:, None], cols] = values
+        return out
+
+    def _columns(self, batch: ArchBatch) -> tuple[np.ndarray, np.ndarray] | None:
+        """Feature columns (N, 2 * n_blocks + 1) of every kernel, expand and resolution choice
+        and the matching 0/1 values; None if any value is out of range (the checked path then
+        names it)."""
+        n, nb = len(batch), self.n_blocks
+        try:
+            cols = np.concatenate(
+                [
+                    self._kernel_cols[self._slot_index, batch.ks],
+                    self._expand_cols[self._slot_index, batch.e],
+                    self._res_cols[batch.r][:, None],
+                ],
+                axis=1,
+            )
+            active = self._depth_active[batch.d].reshape(n, nb)
+        except IndexError:
+            return None
+        if cols.min() < 0 or active.max() > 1:
+            return None
+        return cols, np.concatenate([active, active, np.ones((n, 1), np.int8)], axis=1)
+
+    def _encode_checked(self, batch: ArchBatch) -> np.ndarray:
+        """The slow, value-checking encoding: raises InvalidArchError naming a bad value."""
         n = len(batch)
         active = self._active_mask(batch.d)
         out = np.zeros((n, self.n_features), dtype=np.float32)
@@ -215,6 +285,14 @@ def _check_ofa_resolutions(resolutions: Sequence[int]) -> None:
             f"resolutions {outside} do not fit OFA's resolution encoding "
             f"({OFA_RES_START}..{high - 1}); use resolution_encoding='onehot'"
         )
+
+
+def _column_table(choices: tuple[int, ...], offsets: np.ndarray) -> np.ndarray:
+    """(slots, 2 * (max + 1)): column ``offsets[slot] + position of v`` for each choice v,
+    -1 elsewhere."""
+    table = np.full((len(offsets), 2 * (max(choices) + 1)), -1, dtype=np.intp)
+    table[:, list(choices)] = offsets + np.arange(len(choices))[None, :]
+    return table
 
 
 def _lookup_table(choices: tuple[int, ...]) -> np.ndarray:
@@ -335,7 +413,22 @@ class AccuracyPredictor:
         self.hidden_size = hidden_size
         self.n_hidden = n_hidden
         self.provenance: dict[str, Any] = {"source": "untrained"}
+        self._numpy_layers: list[tuple[np.ndarray, np.ndarray]] | None = None
         self.model = self._fresh_model(seed)
+
+    @property
+    def model(self) -> nn.Sequential:
+        """The torch MLP. After changing its weights in place, call :meth:`refresh`."""
+        return self._model
+
+    @model.setter
+    def model(self, model: nn.Sequential) -> None:
+        self._model = model
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Forget the numpy copy of the weights (rebuilt from ``model`` on the next predict)."""
+        self._numpy_layers = None
 
     def _fresh_model(self, seed: int) -> nn.Sequential:
         with torch.random.fork_rng(devices=[]):
@@ -346,11 +439,30 @@ class AccuracyPredictor:
     # -- prediction ------------------------------------------------------------------------
     def predict(self, archs: Archs) -> np.ndarray:
         """Predicted accuracy (fractions) of a batch or list of archs: float32 array (N,)."""
-        features = torch.from_numpy(self.encoder.encode_batch(as_batch(archs)))
-        with torch.no_grad():
-            return self.model(features)[:, 0].numpy()
+        return self.predict_features(self.encoder.encode_batch(as_batch(archs)))
 
+    # skipped blocks encode as zeros: the search may share scores between archs that differ
+    # only there (see ofabench.search.evolve)
+    predict.ignores_inactive_slots = True  # type: ignore[attr-defined]
     __call__ = predict
+
+    def predict_features(self, features: np.ndarray) -> np.ndarray:
+        """The MLP on encoded features (N, F), in numpy with one BLAS thread: float32 (N,)."""
+        layers = self._layers()
+        h = np.asarray(features, dtype=np.float32)
+        with single_threaded_blas():
+            for weight, bias in layers[:-1]:
+                h = h @ weight
+                h += bias
+                np.maximum(h, 0.0, out=h)
+            weight, bias = layers[-1]
+            out = h @ weight
+        return (out[:, 0] + bias[0]).astype(np.float32, copy=False)
+
+    def _layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        if self._numpy_layers is None:
+            self._numpy_layers = _numpy_mlp(self.model)
+        return self._numpy_layers
 
     # -- training --------------------------------------------------------------------------
     def fit(
@@ -407,6 +519,7 @@ class AccuracyPredictor:
             last = self._train_epoch(xt, yt, opt, gen, batch_size)
             sched.step()
         self.model.eval()
+        self.refresh()
         return last
 
     def _train_epoch(
@@ -473,8 +586,28 @@ class AccuracyPredictor:
             n_hidden=int(payload["n_hidden"]),
         )
         _load_state(predictor.model, payload["state_dict"], path)
+        predictor.refresh()
         predictor.provenance = dict(payload.get("provenance") or {})
         return predictor
+
+
+def _numpy_mlp(model: nn.Sequential) -> list[tuple[np.ndarray, np.ndarray]]:
+    """float32 ``(weight.T, bias)`` of every Linear of a Linear-ReLU-...-Linear stack."""
+    modules = list(model)
+    linears = modules[0::2]
+    relus = modules[1::2]
+    if not all(isinstance(m, nn.Linear) for m in linears) or not all(
+        isinstance(m, nn.ReLU) for m in relus
+    ):
+        raise CheckpointError(f"predictor MLP must alternate Linear and ReLU layers: {model}")
+    with torch.no_grad():
+        return [
+            (
+                np.ascontiguousarray(m.weight.detach().cpu().numpy().T, dtype=np.float32),
+                m.bias.detach().cpu().numpy().astype(np.float32),
+            )
+            for m in linears
+        ]
 
 
 def _check_targets(accs: Sequence[float] | np.ndarray, n: int) -> np.ndarray:
@@ -536,20 +669,39 @@ def _load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: str |
 
 
 # -- OFA's published predictor -----------------------------------------------------------------
-def load_ofa_predictor(path: str | Path, space: SpaceSpec | None = None) -> AccuracyPredictor:
+def load_ofa_predictor(
+    path: str | Path, space: SpaceSpec | None = None, *, any_width: bool = False
+) -> AccuracyPredictor:
     """OFA's ImageNet ``acc_predictor.pth`` (tutorial) as an :class:`AccuracyPredictor` over the
-    w1.0 space (or a restriction of it), with OFA's encoding (128 features)."""
+    w1.0 space (or a restriction of it), with OFA's encoding (128 features).
+
+    The encoding only sees kernel sizes, expand ratios, depths and the resolution, so with
+    ``any_width=True`` a space that differs from w1.0 only in its widths (``ofa_mbv3_w1.2``) is
+    accepted too: OFA's tutorial pairs this very predictor with its w1.2 network and Note10
+    latency tables. Its predictions for such a space are OFA's, not a fit to that space.
+    """
     reference = get_space("ofa_mbv3_w1.0")
     space = reference if space is None else space
-    _check_ofa_space(space, reference)
+    _check_ofa_space(space, reference, any_width)
+    if any_width and space.width_mult != reference.width_mult:
+        logger.info(
+            "using OFA's w1.0 accuracy predictor for space %r (width %g), as OFA's tutorial does",
+            space.name,
+            space.width_mult,
+        )
     encoder = ArchEncoder(dataclasses.replace(reference, resolutions=space.resolutions), "ofa")
     predictor = AccuracyPredictor(space, encoder)
     _load_state(predictor.model, _ofa_state_dict(path), path)
-    predictor.provenance = {"source": "ofa_acc_predictor", "file": str(Path(path).resolve())}
+    predictor.refresh()
+    predictor.provenance = {
+        "source": "ofa_acc_predictor",
+        "file": str(Path(path).resolve()),
+        "trained_for": reference.name,
+    }
     return predictor
 
 
-def _check_ofa_space(space: SpaceSpec, reference: SpaceSpec) -> None:
+def _check_ofa_space(space: SpaceSpec, reference: SpaceSpec, any_width: bool = False) -> None:
     widened = dataclasses.replace(
         space,
         kernel_choices=reference.kernel_choices,
@@ -557,14 +709,17 @@ def _check_ofa_space(space: SpaceSpec, reference: SpaceSpec) -> None:
         depth_choices=reference.depth_choices,
         max_depth=reference.max_depth,
     )
+    if any_width:
+        widened = dataclasses.replace(widened, width_mult=reference.width_mult)
     narrower = all(
         set(getattr(space, f)) <= set(getattr(reference, f))
         for f in ("kernel_choices", "expand_choices", "depth_choices")
     )
     if widened.fingerprint() != reference.fingerprint() or not narrower:
+        kind = "a restriction of it or a width variant" if any_width else "a restriction of it"
         raise ConfigError(
             f"OFA's accuracy predictor was trained for the ofa_mbv3_w1.0 ImageNet space; "
-            f"space {space.name!r} is not that space or a restriction of it"
+            f"space {space.name!r} is not that space or {kind}"
         )
     _check_ofa_resolutions(space.resolutions)
 
@@ -589,3 +744,106 @@ def _strip_prefix(key: str) -> str:
         if key.startswith(prefix):
             key = key[len(prefix) :]
     return key
+
+
+# -- predictors by name ------------------------------------------------------------------------
+OFA_PREFIX = "ofa:"
+
+
+def resolve_predictor(spec: str | Path, space: SpaceSpec) -> AccuracyPredictor:
+    """A predictor for ``space`` from ``spec``: ``ofa:PATH`` for OFA's published
+    ``acc_predictor.pth`` (any width of the OFA-MobileNetV3 space), else a file written by
+    :meth:`AccuracyPredictor.save` (``ofabench fit-predictor``)."""
+    text = str(spec)
+    if text.startswith(OFA_PREFIX):
+        return load_ofa_predictor(text[len(OFA_PREFIX) :], space, any_width=True)
+    return AccuracyPredictor.load(text, space)
+
+
+# -- accuracy datasets -------------------------------------------------------------------------
+REQUIRED_COLUMNS = ("arch", "accuracy")
+
+
+def read_accuracy_table(path: str | Path, space: SpaceSpec) -> tuple[list[ArchConfig], np.ndarray]:
+    """Archs and accuracies (fractions) of an accuracy dataset (CSV or Parquet; format in the
+    module docstring), every arch validated against ``space``."""
+    frame = _read_frame(Path(path))
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DatasetError(
+            f"accuracy dataset {path} lacks column(s) {missing}; it has {list(frame.columns)}. "
+            "Expected: arch (JSON string), accuracy (fraction), optional r, macs, params"
+        )
+    if frame.empty:
+        raise DatasetError(f"accuracy dataset {path} has no rows")
+    archs = [_row_arch(path, i, row, space) for i, row in enumerate(frame.to_dict("records"))]
+    accs = _row_accuracies(path, frame["accuracy"].tolist())
+    return archs, accs
+
+
+def _read_frame(path: Path) -> Any:
+    import pandas as pd
+
+    if not path.is_file():
+        raise DatasetError(f"accuracy dataset {path} does not exist")
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, dtype={"arch": str})
+    except ImportError as exc:
+        raise DatasetError(f"cannot read {path}: {exc}; write the dataset as CSV") from exc
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise DatasetError(f"accuracy dataset {path} cannot be read: {exc}") from exc
+
+
+def _row_arch(path: str | Path, i: int, row: dict[str, Any], space: SpaceSpec) -> ArchConfig:
+    where = f"accuracy dataset {path}, data row {i + 1}"
+    text = row.get("arch")
+    if not isinstance(text, str):
+        raise DatasetError(f"{where}: column 'arch' must hold the arch as a JSON string")
+    r = row.get("r")
+    default_r = None if r is None or (isinstance(r, float) and math.isnan(r)) else int(r)
+    try:
+        import json
+
+        arch = ArchConfig.from_dict(json.loads(text), default_r=default_r)
+        if default_r is not None and arch.r != default_r:
+            raise InvalidArchError(f"its arch has r = {arch.r} but column r holds {default_r}")
+        return space.validate(arch)
+    except (ValueError, InvalidArchError) as exc:
+        raise DatasetError(f"{where}: {exc}") from exc
+
+
+def _row_accuracies(path: str | Path, values: list[Any]) -> np.ndarray:
+    try:
+        accs = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DatasetError(f"accuracy dataset {path}: column 'accuracy' must be numbers") from exc
+    bad = np.flatnonzero(~np.isfinite(accs) | (accs < 0) | (accs > 1))
+    if len(bad):
+        raise DatasetError(
+            f"accuracy dataset {path}, data row {bad[0] + 1}: accuracy {values[bad[0]]!r} is "
+            "not a fraction in [0, 1] (write 0.76, not 76)"
+        )
+    return accs.astype(np.float32)
+
+
+def fit_from_file(
+    data: str | Path,
+    space: SpaceSpec,
+    out: str | Path,
+    epochs: int = 200,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    hidden_size: int = 400,
+    **fit_args: Any,
+) -> FitReport:
+    """Fit a predictor for ``space`` on an accuracy dataset file and save it to ``out``."""
+    archs, accs = read_accuracy_table(data, space)
+    predictor = AccuracyPredictor(space, hidden_size=hidden_size, seed=seed)
+    report = predictor.fit(
+        archs, accs, epochs=epochs, seed=seed, val_fraction=val_fraction, **fit_args
+    )
+    predictor.provenance["data"] = str(Path(data).resolve())
+    predictor.save(out)
+    return report

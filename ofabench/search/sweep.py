@@ -1,0 +1,237 @@
+"""Accuracy-cost sweeps: OFA's search at every budget of a list, the baselines beside it, the
+non-dominated set and hypervolume of every method (what ``ofabench pareto`` writes).
+
+The result is one JSON-ready document (``format: ofabench.pareto``) holding every point, the
+budgets each could not meet and why, per-axis fronts and hypervolumes, the best accuracy
+each method reaches within each budget, the settings and the provenance.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, InfeasibleConstraintError
+from .pareto import hypervolume_2d, pareto_front
+from .points import AXES, ParetoPoint, on_axis
+from .problem import SearchProblem, result_point, run_search
+
+logger = logging.getLogger("ofabench")
+
+PARETO_FORMAT = "ofabench.pareto"
+SCHEMA_VERSION = 1
+SEARCH_METHOD = "evolution"
+UNITS = {"latency_ms": "ms", "mmacs": "M MACs", "mparams": "M params"}
+
+
+def pareto_sweep(
+    problem: SearchProblem,
+    axis: str,
+    budgets: Sequence[float],
+    fixed: Mapping[str, float | None] | None = None,
+    population: int = 100,
+    generations: int = 500,
+    seed: int = 0,
+    baselines: Sequence[str] = ("random", "uniform"),
+    published: str | None = None,
+    external: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Run OFA's evolutionary search at every budget on ``axis`` (plus ``fixed`` limits on the
+    other axes) and the named baselines; add published and external points; summarise."""
+    from ..baselines import get_baseline, load_external_points, load_published
+
+    _check_axis(axis, budgets)
+    fixed = {k: v for k, v in (fixed or {}).items() if v is not None and k != axis}
+    runners = {name: get_baseline(name) for name in baselines}  # fail fast on unknown names
+    points, skipped, context = _search_budgets(
+        problem, axis, budgets, fixed, population, generations, seed
+    )
+    for name, runner in runners.items():
+        start = time.perf_counter()
+        found, missed = runner(problem, axis, budgets, fixed, context)
+        context["timing_s"][name] = time.perf_counter() - start
+        points += found
+        skipped += missed
+    if published:
+        points += load_published(published)
+    for path in external:
+        points += load_external_points(path)
+    settings = {
+        "population": population,
+        "generations": generations,
+        "seed": seed,
+        "baselines": list(baselines),
+        "published": published,
+        "external": [str(p) for p in external],
+    }
+    return _document(problem, axis, budgets, fixed, points, skipped, settings, context)
+
+
+def _check_axis(axis: str, budgets: Sequence[float]) -> None:
+    if axis not in AXES:
+        raise ConfigError(f"unknown sweep axis {axis!r}; allowed: {list(AXES)}")
+    if not budgets:
+        raise ConfigError("a sweep needs at least one budget")
+
+
+def _search_budgets(
+    problem: SearchProblem,
+    axis: str,
+    budgets: Sequence[float],
+    fixed: Mapping[str, float | None],
+    population: int,
+    generations: int,
+    seed: int,
+) -> tuple[list[ParetoPoint], list[dict[str, Any]], dict[str, Any]]:
+    points, skipped = [], []
+    context: dict[str, Any] = {"n_evaluations": {}, "seed": seed, "timing_s": {}}
+    start = time.perf_counter()
+    for budget in budgets:
+        limits = {**fixed, axis: budget}
+        try:
+            result = run_search(problem, limits, "evolution", population, generations, seed)
+        except InfeasibleConstraintError as exc:
+            skipped.append({"method": SEARCH_METHOD, "budget": budget, "reason": str(exc)})
+            logger.warning("budget %g skipped: %s", budget, exc)
+            continue
+        context["n_evaluations"][budget] = result.n_evaluations
+        points.append(result_point(problem, result, SEARCH_METHOD, axis, budget))
+        logger.info("%s <= %g: predicted accuracy %.4f", axis, budget, result.best_score)
+    context["timing_s"][SEARCH_METHOD] = time.perf_counter() - start
+    if not points:
+        raise InfeasibleConstraintError(
+            f"no budget of the sweep can be met; the first: {skipped[0]['reason']}"
+        )
+    return points, skipped, context
+
+
+# -- summaries ---------------------------------------------------------------------------------
+def summarize_axis(
+    points: Sequence[ParetoPoint],
+    axis: str,
+    device: str | None,
+    ref_cost: float | None = None,
+) -> dict[str, Any]:
+    """Per method on ``axis``: the ids (positions in ``points``) of its non-dominated points and
+    its hypervolume, all against one reference point (``ref_cost``, default the largest cost
+    of the searched points; accuracy 1 point below the worst point considered, floored)."""
+    ids = [i for i, p in enumerate(points) if on_axis([p], axis, device)]
+    if not ids:
+        return {"reference": None, "fronts": {}, "hypervolume": {}}
+    if ref_cost is None:
+        searched = [points[i].cost(axis) for i in ids if points[i].kind == "search"]
+        ref_cost = max(searched or [points[i].cost(axis) for i in ids])
+    inside = [i for i in ids if points[i].cost(axis) <= ref_cost]
+    worst = min((points[i].accuracy for i in inside), default=0.0)
+    ref_score = math.floor(worst * 100.0 - 1.0) / 100.0
+    fronts, volumes = {}, {}
+    for method, members in _by_method(points, ids).items():
+        costs = np.array([points[i].cost(axis) for i in members])
+        accs = np.array([points[i].accuracy for i in members])
+        fronts[method] = [members[j] for j in pareto_front(costs, accs)]
+        volumes[method] = 100.0 * hypervolume_2d(costs, accs, ref_cost, ref_score)
+    return {
+        "reference": {"cost": ref_cost, "accuracy": ref_score},
+        "fronts": fronts,
+        "hypervolume": volumes,
+    }
+
+
+def best_at_budgets(
+    points: Sequence[ParetoPoint], axis: str, budgets: Sequence[float], device: str | None
+) -> dict[str, dict[str, float | None]]:
+    """For every method, the best accuracy among its points costing at most each budget."""
+    table: dict[str, dict[str, float | None]] = {}
+    usable = on_axis(points, axis, device)
+    for method in _methods_in_order(usable):
+        mine = [p for p in usable if p.method == method]
+        table[method] = {
+            _budget_key(b): max((p.accuracy for p in mine if p.cost(axis) <= b), default=None)
+            for b in budgets
+        }
+    return table
+
+
+def _budget_key(budget: float) -> str:
+    return f"{budget:g}"
+
+
+def _by_method(points: Sequence[ParetoPoint], ids: Iterable[int]) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = {}
+    for i in ids:
+        groups.setdefault(points[i].method, []).append(i)
+    return groups
+
+
+def _methods_in_order(points: Iterable[ParetoPoint]) -> list[str]:
+    return list(dict.fromkeys(p.method for p in points))
+
+
+def _document(
+    problem: SearchProblem,
+    axis: str,
+    budgets: Sequence[float],
+    fixed: Mapping[str, float | None],
+    points: list[ParetoPoint],
+    skipped: list[dict[str, Any]],
+    settings: dict[str, Any],
+    context: Mapping[str, Any],
+) -> dict[str, Any]:
+    from ..provenance import provenance
+
+    device = problem.device
+    axes = [axis] + [a for a in ("mmacs",) if a != axis]
+    summary = {
+        a: summarize_axis(points, a, device, max(budgets) if a == axis else None) for a in axes
+    }
+    return {
+        "format": PARETO_FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "space": problem.space.name,
+        "resolutions": list(problem.space.resolutions),
+        "device": device,
+        "axis": axis,
+        "unit": UNITS[axis],
+        "budgets": [float(b) for b in budgets],
+        "fixed": dict(fixed),
+        "settings": settings,
+        "points": [p.to_dict() for p in points],
+        "skipped": skipped,
+        "summary": summary,
+        "best_at_budget": best_at_budgets(points, axis, budgets, device),
+        "timing_s": dict(context["timing_s"]),
+        "sources": dict(problem.sources),
+        "provenance": provenance(),
+    }
+
+
+def load_sweep(path: str) -> dict[str, Any]:
+    """Read a document written by :func:`pareto_sweep` (checks its format and version)."""
+    import json
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"pareto file {file} does not exist; write one with `ofabench pareto`")
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"pareto file {file} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != PARETO_FORMAT:
+        raise ConfigError(f"{file} is not an ofabench pareto file (format {PARETO_FORMAT!r})")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ConfigError(
+            f"{file} has schema version {data.get('schema_version')}; this ofabench reads "
+            f"{SCHEMA_VERSION}"
+        )
+    return data
+
+
+def points_of(document: Mapping[str, Any]) -> list[ParetoPoint]:
+    """The points of a pareto document as :class:`ParetoPoint` objects."""
+    return [ParetoPoint.from_dict(p) for p in document["points"]]
