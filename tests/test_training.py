@@ -165,6 +165,21 @@ def test_evaluate_subnet_leaves_the_supernet_alone(digits) -> None:
     assert 0 <= evaluate(net, space.max_arch(), digits.val.take(slice(0, 10))) <= 1
 
 
+def test_subnet_evaluator_matches_nchw_recalibration_in_any_order(digits) -> None:
+    from ofabench.training.evaluate import SubnetEvaluator, recal_subset
+
+    space = get_space(SPACE)
+    net = OFAMobileNetV3(space)
+    small, big = space.min_arch(), space.uniform(5, 6, 3, 28)
+    evaluator = SubnetEvaluator(net, digits, ("val",), recal_images=16, max_images=40)
+    first = evaluator(small)["val_acc"]
+    assert evaluator(big)["val_acc"] >= 0 and evaluator(small)["val_acc"] == first
+    reference = copy.deepcopy(net)  # NCHW, as before the channels_last evaluation
+    recalibrate_bn(reference, small, recal_subset(digits.train, 16), 16)
+    assert first == evaluate(reference, small, digits.val.take(slice(0, 40)))
+    assert net.stem_conv.weight.is_contiguous()  # the caller's network is untouched
+
+
 # -- runs ------------------------------------------------------------------------------------------
 def test_ps_run_through_every_stage(tmp_path: Path, digits) -> None:
     cfg = config_from_dict(tiny_config())

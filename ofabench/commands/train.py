@@ -1,11 +1,13 @@
-"""``ofabench train`` (progressive shrinking, one stage or all) and ``ofabench eval`` (a subnet's
-validation and test accuracy after BN recalibration)."""
+"""``ofabench train`` (progressive shrinking, one stage or all; the no-PS and from-scratch
+baselines) and ``ofabench eval`` (validation and test accuracy of a subnet, or of a from-scratch
+network, after BN recalibration)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 from ._common import add_json, arch_arg, emit
@@ -28,10 +30,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from ..training.trainer import Trainer
 
     _set_threads(args)
-    config = load_config(args.config, schedule=args.schedule)
-    out = (
-        Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}_{config.schedule}"
-    )
+    config = load_config(args.config, **_schedule_overrides(args))
+    out = Path(args.out) if args.out else _default_out(args.config, config)
     dist = init_from_env()
     if not dist.is_main:
         logging.getLogger("ofabench").setLevel(logging.WARNING)
@@ -45,8 +45,30 @@ def cmd_train(args: argparse.Namespace) -> None:
         log.info("checkpoints and metrics in %s", out)
 
 
-def _eval_config(args: argparse.Namespace):
-    """The training config that sets the eval's space and data: ``--config``, else the resolved
+def _schedule_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--schedule`` and ``--scratch-arch`` (which implies ``schedule: scratch``)."""
+    if args.scratch_arch is None:
+        return {"schedule": args.schedule}
+    if args.schedule not in (None, "scratch"):
+        raise ConfigError(f"--scratch-arch trains schedule 'scratch', not {args.schedule!r}")
+    from ..space import ArchConfig, load_arch
+
+    text = args.scratch_arch
+    arch = ArchConfig.from_json(text) if text.lstrip().startswith("{") else load_arch(text)
+    return {"schedule": "scratch", "arch": arch}
+
+
+def _default_out(config_path: str, config: Any) -> Path:
+    name = f"{Path(config_path).stem}_{config.schedule}"
+    if config.arch is not None:
+        from ..training.stages import arch_hash
+
+        name += f"_{arch_hash(config.arch)}"
+    return Path("runs") / name
+
+
+def _beside_config(args: argparse.Namespace):
+    """The training config that sets space and data: ``--config``, else the resolved
     ``config.yaml`` beside the checkpoint, else none."""
     from ..training import load_config
 
@@ -56,28 +78,85 @@ def _eval_config(args: argparse.Namespace):
     return load_config(beside) if beside.is_file() else None
 
 
-def cmd_eval(args: argparse.Namespace) -> None:
+def resolve_space_and_data(args: argparse.Namespace, space: Any = None) -> tuple[Any, Any]:
+    """The (SpaceSpec, DataConfig) of a command that reads a checkpoint: ``--space`` (or
+    ``space``, from the checkpoint itself), else the config's; ``--data``/``--data-root`` over
+    the config's data section (default Fashion-MNIST)."""
     import dataclasses
 
     from ..space import get_space
-    from ..supernet.checkpoint import load_supernet
-    from ..training import DataConfig, evaluate_subnet, load_dataset
+    from ..training import DataConfig
 
-    _set_threads(args)
-    config = _eval_config(args)
-    if args.space is None and config is None:
-        raise ConfigError("pass --space (or --config, or keep config.yaml beside the checkpoint)")
-    space = get_space(args.space) if args.space else config.space_spec()
+    config = _beside_config(args)
+    if args.space:
+        space = get_space(args.space)
+    elif space is None:
+        if config is None:
+            raise ConfigError(
+                "pass --space (or --config, or keep config.yaml beside the checkpoint)"
+            )
+        space = config.space_spec()
     data = config.data if config is not None else DataConfig()
     if args.data:
         data = DataConfig(name=args.data, root=args.data_root)
     elif args.data_root:
         data = dataclasses.replace(data, root=args.data_root)
+    return space, data
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from ..training.scratch import is_static_checkpoint, read_checkpoint
+
+    _set_threads(args)
+    payload = read_checkpoint(args.checkpoint)
+    static = is_static_checkpoint(payload)
+    result = _eval_static(args, payload) if static else _eval_subnet(args)
+    emit(
+        args,
+        result,
+        lambda d: (
+            f"val acc {d['val_acc']:.4f}, test acc {d['test_acc']:.4f} "
+            f"({d['dataset']}, r={d['arch']['r']}, BN recalibrated on {d['recal_images']} images)"
+        ),
+    )
+
+
+def _eval_subnet(args: argparse.Namespace) -> dict[str, Any]:
+    from ..supernet.checkpoint import load_supernet
+    from ..training import evaluate_subnet, load_dataset
+
+    if args.arch is None:
+        raise ConfigError("--arch is required for a supernet checkpoint (a file, JSON, max, min)")
+    space, data = resolve_space_and_data(args)
     arch = arch_arg(args, space)
     net = load_supernet(args.checkpoint, space)
     dataset = load_dataset(data)
     accs = evaluate_subnet(net, arch, dataset, recal_images=args.recal_images)
-    result = {
+    return _eval_record(args, space, dataset, arch, accs)
+
+
+def _eval_static(args: argparse.Namespace, payload: Any) -> dict[str, Any]:
+    """A from-scratch network: the space and arch come from its checkpoint."""
+    from ..training import load_dataset
+    from ..training.evaluate import evaluate_static
+    from ..training.scratch import load_static_network
+
+    net, space, arch = load_static_network(args.checkpoint, payload)
+    if args.space:
+        raise ConfigError("--space does not apply: this checkpoint carries its own space")
+    if args.arch is not None and arch_arg(args, space) != arch:
+        raise ConfigError(
+            f"{args.checkpoint} is a static network of another arch ({arch.to_json()}); "
+            "leave out --arch"
+        )
+    _, data = resolve_space_and_data(args, space)
+    dataset = load_dataset(data)
+    accs = evaluate_static(net, arch.r, dataset, recal_images=args.recal_images)
+    return {**_eval_record(args, space, dataset, arch, accs), "kind": "static"}
+
+
+def _eval_record(args, space, dataset, arch, accs: dict[str, float]) -> dict[str, Any]:
+    return {
         "space": space.name,
         "checkpoint": str(args.checkpoint),
         "dataset": dataset.name,
@@ -85,14 +164,6 @@ def cmd_eval(args: argparse.Namespace) -> None:
         "recal_images": min(args.recal_images, len(dataset.train)),
         **accs,
     }
-    emit(
-        args,
-        result,
-        lambda d: (
-            f"val acc {d['val_acc']:.4f}, test acc {d['test_acc']:.4f} "
-            f"({d['dataset']}, r={arch.r}, BN recalibrated on {d['recal_images']} images)"
-        ),
-    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -103,14 +174,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", help="output folder (default runs/<config>_<schedule>)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
-    p.add_argument("--schedule", choices=["ps", "no_ps"], help="override the config's schedule")
+    p.add_argument(
+        "--schedule", choices=["ps", "no_ps", "scratch"], help="override the config's schedule"
+    )
+    p.add_argument(
+        "--scratch-arch",
+        metavar="ARCH",
+        help="train this arch (JSON file or inline JSON) alone from scratch, for the config's "
+        "total epochs (the from-scratch baseline; implies --schedule scratch)",
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads per process")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="validation and test accuracy of a subnet (BN recalibrated)")
-    p.add_argument("--arch", required=True, help="arch JSON file, inline JSON, max or min")
-    p.add_argument("--checkpoint", required=True, help="supernet checkpoint (e.g. a stage's .pt)")
+    p.add_argument(
+        "--arch",
+        help="arch JSON file, inline JSON, max or min (not needed for a scratch_<hash>.pt)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="supernet checkpoint (e.g. a stage's .pt) or a from-scratch scratch_<hash>.pt",
+    )
     p.add_argument("--space", help="space preset or file (default: from the config)")
     p.add_argument(
         "--config",

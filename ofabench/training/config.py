@@ -15,11 +15,11 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from ..space import SpaceSpec, get_space
+from ..space import ArchConfig, SpaceSpec, get_space
 from .data import DataConfig
-from .stages import Stage, no_ps_schedule, stage_from_dict, validate_stages
+from .stages import Stage, no_ps_schedule, scratch_schedule, stage_from_dict, validate_stages
 
-SCHEDULES = ("ps", "no_ps")
+SCHEDULES = ("ps", "no_ps", "scratch")
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,9 @@ class OptimConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs. ``schedule: no_ps`` replaces the stages by the no-PS
-    baseline (see :func:`no_ps_schedule`); ``teacher`` is an optional checkpoint path used for
-    KD instead of this run's own ``full`` stage."""
+    baseline (see :func:`no_ps_schedule`), ``schedule: scratch`` by ``arch`` trained alone for
+    the same epochs (see :func:`scratch_schedule`); ``teacher`` is an optional checkpoint path
+    used for KD instead of this run's own ``full`` stage."""
 
     space: str | dict[str, Any]
     stages: tuple[Stage, ...]
@@ -56,11 +57,19 @@ class TrainConfig:
     schedule: str = "ps"
     seed: int = 0
     teacher: str | None = None
+    arch: ArchConfig | None = None
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; allowed: {list(SCHEDULES)}")
+        if (self.arch is not None) != (self.schedule == "scratch"):
+            raise ConfigError(
+                "schedule: scratch needs 'arch' (the architecture to train alone), and 'arch' "
+                "is only used by schedule: scratch"
+            )
         validate_stages(self.stages, self.space_spec())
+        if self.arch is not None:
+            validate_stages(self.schedule_stages(), self.space_spec())
 
     def space_spec(self) -> SpaceSpec:
         if isinstance(self.space, Mapping):
@@ -68,14 +77,18 @@ class TrainConfig:
         return get_space(self.space)
 
     def schedule_stages(self) -> tuple[Stage, ...]:
-        """The stages this run trains: the configured ones, or their no-PS baseline."""
+        """The stages this run trains: the configured ones, their no-PS baseline, or the
+        from-scratch training of ``arch``."""
+        if self.schedule == "scratch":
+            assert self.arch is not None
+            return scratch_schedule(self.stages, self.arch)
         return no_ps_schedule(self.stages) if self.schedule == "no_ps" else self.stages
 
     def stage_names(self) -> list[str]:
         return [s.name for s in self.schedule_stages()]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "space": self.space,
             "schedule": self.schedule,
             "seed": self.seed,
@@ -84,9 +97,12 @@ class TrainConfig:
             "optim": dataclasses.asdict(self.optim),
             "stages": [s.to_dict() for s in self.stages],
         }
+        if self.arch is not None:
+            data["arch"] = self.arch.to_dict()
+        return data
 
 
-TOP_KEYS = ("space", "stages", "data", "optim", "schedule", "seed", "teacher")
+TOP_KEYS = ("space", "stages", "data", "optim", "schedule", "seed", "teacher", "arch")
 
 
 def config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
@@ -106,11 +122,22 @@ def config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
         schedule=data.get("schedule", "ps"),
         seed=int(data.get("seed", 0)),
         teacher=data.get("teacher"),
+        arch=_arch(data.get("arch")),
     )
 
 
+def _arch(value: Any) -> ArchConfig | None:
+    if value is None or isinstance(value, ArchConfig):
+        return value
+    try:
+        return ArchConfig.from_dict(value)
+    except ValueError as exc:
+        raise ConfigError(f"'arch': {exc}") from exc
+
+
 def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
-    """Read a YAML training config; ``overrides`` replace top-level keys (e.g. ``schedule``)."""
+    """Read a YAML training config; ``overrides`` that are not ``None`` replace top-level keys
+    (e.g. ``schedule``, ``arch``)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"training config {path} does not exist")

@@ -9,6 +9,7 @@ communication per step. Subnet sampling is synchronised by seeding it identicall
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -33,15 +34,17 @@ class DistContext:
         return self.rank == 0
 
 
-def init_from_env() -> DistContext:
+def init_from_env(timeout_s: float | None = None) -> DistContext:
     """Join the process group ``torchrun`` describes in the environment (``WORLD_SIZE`` > 1);
-    a single process otherwise. Idempotent."""
+    a single process otherwise. Idempotent. ``timeout_s`` bounds collective waits (torch's
+    default, 30 min for gloo, when ``None``): raise it for ranks that may finish far apart."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistContext()
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        timeout = None if timeout_s is None else datetime.timedelta(seconds=timeout_s)
+        dist.init_process_group(backend=backend, timeout=timeout)
     return DistContext(dist.get_rank(), dist.get_world_size())
 
 

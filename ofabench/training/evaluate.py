@@ -1,4 +1,9 @@
-"""BN recalibration and accuracy of one subnet of a supernet."""
+"""BN recalibration and accuracy of subnets (of a supernet) and of static networks.
+
+Networks are evaluated on private copies in ``channels_last`` memory format: oneDNN's CPU
+convolutions (the depthwise ones above all) run 1.3-1.6x faster in it than in NCHW, with
+identical results, and the caller's network is left untouched.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,11 @@ DEFAULT_RECAL_IMAGES = 2000
 RECAL_SEED = 0
 
 
+def channels_last(module: nn.Module) -> nn.Module:
+    """``module`` with its 4-d parameters and buffers in ``channels_last`` format (in place)."""
+    return module.to(memory_format=torch.channels_last)
+
+
 def recal_subset(
     split: Split, n: int = DEFAULT_RECAL_IMAGES, seed: int = RECAL_SEED
 ) -> torch.Tensor:
@@ -25,6 +35,28 @@ def recal_subset(
 
 
 @torch.no_grad()
+def recompute_bn_statistics(
+    module: nn.Module, images: torch.Tensor, resolution: int, batch_size: int = 500
+) -> int:
+    """Reset every BN layer of ``module`` and recompute its running statistics as the cumulative
+    average (``momentum=None``) over ``images`` resized to ``resolution``. Leaves ``module`` in
+    eval mode; returns the number of images used."""
+    norms = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    module.train()
+    try:
+        for start in range(0, len(images), batch_size):
+            module(resize_batch(images[start : start + batch_size], resolution))
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
+        module.eval()
+    return len(images)
+
+
 def recalibrate_bn(
     net: OFAMobileNetV3,
     arch: ArchConfig,
@@ -32,40 +64,64 @@ def recalibrate_bn(
     n: int = DEFAULT_RECAL_IMAGES,
     batch_size: int = 500,
 ) -> int:
-    """Recompute the BN running statistics of subnet ``arch`` in place, as the cumulative average
-    (``momentum=None``) over the first ``n`` of ``images`` resized to ``arch.r``. Leaves ``net``
-    in eval mode with ``arch`` active; returns the number of images used. Work on a copy
+    """Recompute the BN running statistics of subnet ``arch`` in place over the first ``n`` of
+    ``images`` resized to ``arch.r`` (see :func:`recompute_bn_statistics`). Leaves ``net`` in
+    eval mode with ``arch`` active; returns the number of images used. Work on a copy
     (:func:`evaluate_subnet` does) to keep the supernet's own statistics."""
     net.set_active_subnet(arch)
-    images = images[:n]
-    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    net.train()
-    try:
-        for start in range(0, len(images), batch_size):
-            net(resize_batch(images[start : start + batch_size], arch.r))
-    finally:
-        for m, momentum in zip(norms, saved):
-            m.momentum = momentum
-        net.eval()
-    return len(images)
+    return recompute_bn_statistics(net, images[:n], arch.r, batch_size)
 
 
 @torch.no_grad()
+def accuracy(module: nn.Module, split: Split, resolution: int, batch_size: int = 500) -> float:
+    """Top-1 accuracy (0..1) of ``module`` (in eval mode) on ``split`` at ``resolution``."""
+    module.eval()
+    correct = 0
+    for start in range(0, len(split), batch_size):
+        images = resize_batch(split.images[start : start + batch_size], resolution)
+        predicted = module(images).argmax(1)
+        correct += int((predicted == split.labels[start : start + batch_size]).sum())
+    return correct / max(1, len(split))
+
+
 def evaluate(net: OFAMobileNetV3, arch: ArchConfig, split: Split, batch_size: int = 500) -> float:
     """Top-1 accuracy (0..1) of subnet ``arch`` on ``split`` at ``arch.r``, with the BN statistics
     the network holds (recalibrate first)."""
     net.set_active_subnet(arch)
-    net.eval()
-    correct = 0
-    for start in range(0, len(split), batch_size):
-        images = resize_batch(split.images[start : start + batch_size], arch.r)
-        logits = net(images)
-        correct += int((logits.argmax(1) == split.labels[start : start + batch_size]).sum())
-    return correct / max(1, len(split))
+    return accuracy(net, split, arch.r, batch_size)
+
+
+class SubnetEvaluator:
+    """Accuracy of any number of subnets of one supernet, each after BN recalibration on the same
+    fixed subset of training images, on the chosen splits (``max_images``: only their first
+    images). Works on one private ``channels_last`` copy of the supernet, made once: every call
+    resets and recomputes all the statistics it reads, so results do not depend on call order."""
+
+    def __init__(
+        self,
+        net: OFAMobileNetV3,
+        dataset: Dataset,
+        splits: Sequence[str] = ("val", "test"),
+        recal_images: int = DEFAULT_RECAL_IMAGES,
+        max_images: int | None = None,
+        batch_size: int = 500,
+    ) -> None:
+        self.net = channels_last(copy.deepcopy(net))
+        self.recal = recal_subset(dataset.train, recal_images)
+        self.splits = {name: _head(dataset.split(name), max_images) for name in splits}
+        self.batch_size = batch_size
+
+    @property
+    def recal_images(self) -> int:
+        return len(self.recal)
+
+    def __call__(self, arch: ArchConfig) -> dict[str, float]:
+        """``{"<split>_acc": accuracy}`` of subnet ``arch``."""
+        recalibrate_bn(self.net, arch, self.recal, len(self.recal), self.batch_size)
+        return {
+            f"{name}_acc": accuracy(self.net, split, arch.r, self.batch_size)
+            for name, split in self.splits.items()
+        }
 
 
 def evaluate_subnet(
@@ -79,14 +135,28 @@ def evaluate_subnet(
 ) -> dict[str, float]:
     """Accuracy of ``arch`` on each split after BN recalibration on a copy of ``net`` (the
     supernet is left untouched). ``max_images`` evaluates only the first images of each split."""
-    subnet = copy.deepcopy(net)
-    recalibrate_bn(
-        subnet, arch, recal_subset(dataset.train, recal_images), recal_images, batch_size
-    )
-    out = {}
-    for name in splits:
-        split = dataset.split(name)
-        if max_images is not None:
-            split = split.take(slice(0, max_images))
-        out[f"{name}_acc"] = evaluate(subnet, arch, split, batch_size)
-    return out
+    evaluator = SubnetEvaluator(net, dataset, splits, recal_images, max_images, batch_size)
+    return evaluator(arch)
+
+
+def evaluate_static(
+    module: nn.Module,
+    resolution: int,
+    dataset: Dataset,
+    splits: Sequence[str] = ("val", "test"),
+    recal_images: int = DEFAULT_RECAL_IMAGES,
+    max_images: int | None = None,
+    batch_size: int = 500,
+) -> dict[str, float]:
+    """Accuracy of a static network (e.g. a from-scratch baseline) at ``resolution`` on each
+    split, after the same BN recalibration subnets get, on a copy (``module`` is untouched)."""
+    net = channels_last(copy.deepcopy(module))
+    recompute_bn_statistics(net, recal_subset(dataset.train, recal_images), resolution, batch_size)
+    return {
+        f"{name}_acc": accuracy(net, _head(dataset.split(name), max_images), resolution, batch_size)
+        for name in splits
+    }
+
+
+def _head(split: Split, max_images: int | None) -> Split:
+    return split if max_images is None else split.take(slice(0, max_images))

@@ -8,17 +8,21 @@ baseline with every elastic dimension on from the start.
 
 Choice values are lists of integers or keywords resolved against the space: ``max`` (the largest
 choice only), ``all`` (every choice), ``top2`` (the two largest).
+
+``scratch`` is the from-scratch baseline: one given architecture (``arch``) trained alone as a
+static network at its own resolution, no KD; it is the only stage of its schedule.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from ..space import SpaceSpec
+from ..space import ArchConfig, SpaceSpec
 
 ChoiceSpec = str | tuple[int, ...]
 CHOICE_KEYWORDS = ("max", "all", "top2")
@@ -58,6 +62,7 @@ STAGE_TEMPLATES: dict[str, dict[str, Any]] = {
         "subnets_per_step": 4,
         "kd_weight": 0.0,
     },
+    "scratch": {"subnets_per_step": 1, "kd_weight": 0.0},
 }
 PS_ORDER = ("full", "kernel", "depth_1", "depth_2", "expand_1", "expand_2")
 
@@ -66,7 +71,8 @@ PS_ORDER = ("full", "kernel", "depth_1", "depth_2", "expand_1", "expand_2")
 class Stage:
     """One phase of training. ``epochs`` include ``warmup_epochs``; ``kd_weight`` scales the
     soft-target loss from the teacher (the trained full network); ``protect_expands`` are the
-    expand ratios whose channels :meth:`OFAMobileNetV3.sort_channels` keeps in place."""
+    expand ratios whose channels :meth:`OFAMobileNetV3.sort_channels` keeps in place. ``arch``
+    (``scratch`` stages only) is the architecture trained alone as a static network."""
 
     name: str
     epochs: int
@@ -80,8 +86,13 @@ class Stage:
     resolutions: ChoiceSpec = "all"
     sort_channels: bool = False
     protect_expands: ChoiceSpec = ()
+    arch: ArchConfig | None = None
 
     def __post_init__(self) -> None:
+        if (self.arch is None) != (self.name != "scratch"):
+            raise ConfigError(
+                f"stage {self.name!r}: only a 'scratch' stage takes an arch, and it needs one"
+            )
         if self.epochs < 1:
             raise ConfigError(f"stage {self.name!r}: epochs must be at least 1, got {self.epochs}")
         if not 0 <= self.warmup_epochs < self.epochs:
@@ -94,8 +105,20 @@ class Stage:
                 f"stage {self.name!r}: lr must be > 0, subnets_per_step >= 1, kd_weight >= 0"
             )
 
+    @property
+    def file_stem(self) -> str:
+        """The name of this stage's files: its name, or ``scratch_<arch hash>``."""
+        return self.name if self.arch is None else f"scratch_{arch_hash(self.arch)}"
+
     def subspace(self, space: SpaceSpec) -> SpaceSpec:
-        """The part of ``space`` this stage samples from (ConfigError if a choice is not in it)."""
+        """The part of ``space`` this stage samples from (ConfigError if a choice is not in it);
+        for a ``scratch`` stage, the space at the arch's resolution (the arch must be in it)."""
+        if self.arch is not None:
+            try:
+                space.validate(self.arch)
+            except ValueError as exc:
+                raise ConfigError(f"stage {self.name!r}: {exc}") from exc
+            return space.restrict(resolutions=(self.arch.r,))
         try:
             return space.restrict(
                 kernel_choices=resolve_choices(self.kernel, space.kernel_choices),
@@ -107,8 +130,17 @@ class Stage:
             raise ConfigError(f"stage {self.name!r}: {exc}") from exc
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.arch is None:
+            data.pop("arch")
+        else:
+            data["arch"] = self.arch.to_dict()
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+
+def arch_hash(arch: ArchConfig) -> str:
+    """A short stable hash of an architecture (names a from-scratch run's files)."""
+    return hashlib.sha256(arch.to_json().encode()).hexdigest()[:10]
 
 
 STAGE_KEYS = tuple(f.name for f in dataclasses.fields(Stage))
@@ -146,10 +178,21 @@ def stage_from_dict(data: Mapping[str, Any]) -> Stage:
         values[key] = _choice_spec(
             name, key, values.get(key, "all" if key != "protect_expands" else ())
         )
+    if values.get("arch") is not None:
+        values["arch"] = _stage_arch(name, values["arch"])
     try:
         return Stage(**values)
     except TypeError as exc:
         raise ConfigError(f"stage {name!r}: {exc}") from exc
+
+
+def _stage_arch(stage: str, value: Any) -> ArchConfig:
+    if isinstance(value, ArchConfig):
+        return value
+    try:
+        return ArchConfig.from_dict(value)
+    except ValueError as exc:
+        raise ConfigError(f"stage {stage!r}: arch: {exc}") from exc
 
 
 def _choice_spec(stage: str, key: str, value: Any) -> ChoiceSpec:
@@ -197,6 +240,11 @@ def validate_stages(stages: Sequence[Stage], space: SpaceSpec) -> None:
         raise ConfigError(
             f"a schedule needs at least one stage; valid stages: {list(STAGE_TEMPLATES)}"
         )
+    if len(stages) > 1 and any(s.arch is not None for s in stages):
+        raise ConfigError(
+            "a 'scratch' stage trains one static network and must be the only stage; "
+            "use schedule: scratch (or --scratch-arch) to derive it from a PS schedule"
+        )
     for i, stage in enumerate(stages):
         stage.subspace(space)
         try:
@@ -217,6 +265,23 @@ def no_ps_schedule(stages: Sequence[Stage]) -> tuple[Stage, ...]:
                 "lr": first.lr,
                 "warmup_epochs": first.warmup_epochs,
                 "subnets_per_step": max(s.subnets_per_step for s in stages),
+            }
+        ),
+    )
+
+
+def scratch_schedule(stages: Sequence[Stage], arch: ArchConfig) -> tuple[Stage, ...]:
+    """The from-scratch baseline of a PS schedule: ``arch`` trained alone for the same total
+    epochs, with the first stage's lr and warm-up, no KD, at ``arch.r``."""
+    first = stages[0]
+    return (
+        stage_from_dict(
+            {
+                "name": "scratch",
+                "epochs": sum(s.epochs for s in stages),
+                "lr": first.lr,
+                "warmup_epochs": first.warmup_epochs,
+                "arch": arch,
             }
         ),
     )

@@ -1,0 +1,86 @@
+"""The from-scratch baseline: one architecture trained alone as a static network.
+
+The network is the module :meth:`OFAMobileNetV3.get_active_subnet` extracts for the arch (a
+:class:`MobileNetV3` built from the arch's layer geometry), freshly initialised with each
+layer's own fan-in rather than sliced out of a supernet. Its checkpoint (``scratch_<hash>.pt``)
+carries the space and the arch, so ``ofabench eval --checkpoint`` needs nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+from ..provenance import atomic_open, provenance
+from ..space import ArchConfig, SpaceSpec
+from ..supernet import MobileNetV3
+
+STATIC_FORMAT = "ofabench.static_subnet"
+SCHEMA_VERSION = 1
+
+
+def build_static_network(
+    space: SpaceSpec, arch: ArchConfig, seed: int | None = None
+) -> MobileNetV3:
+    """A freshly initialised static network of ``arch`` (seeded with ``seed`` when given)."""
+    arch = space.validate(arch)
+    if seed is not None:
+        torch.manual_seed(seed)
+    return MobileNetV3(space.layers(arch), dropout=space.dropout)
+
+
+def save_static_network(
+    net: MobileNetV3, space: SpaceSpec, arch: ArchConfig, path: str | Path, **extra: Any
+) -> None:
+    """Write a static network with its space, arch and provenance, atomically."""
+    payload = {
+        "format": STATIC_FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "space": space.to_dict(),
+        "fingerprint": space.fingerprint(),
+        "arch": arch.to_dict(),
+        "state_dict": net.state_dict(),
+        "provenance": provenance(),
+        **extra,
+    }
+    with atomic_open(path, "wb") as handle:
+        torch.save(payload, handle)
+
+
+def read_checkpoint(path: str | Path) -> Mapping[str, Any]:
+    """The raw payload of a checkpoint file (CheckpointError when missing or unreadable)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt files
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    if not isinstance(payload, Mapping):
+        raise CheckpointError(f"checkpoint {path} does not hold a mapping")
+    return payload
+
+
+def is_static_checkpoint(payload: Mapping[str, Any]) -> bool:
+    return payload.get("format") == STATIC_FORMAT
+
+
+def load_static_network(
+    path: str | Path, payload: Mapping[str, Any] | None = None
+) -> tuple[MobileNetV3, SpaceSpec, ArchConfig]:
+    """The static network saved at ``path`` with its space and arch."""
+    payload = read_checkpoint(path) if payload is None else payload
+    if not is_static_checkpoint(payload):
+        raise CheckpointError(f"{path} is not an ofabench static-network checkpoint")
+    space = SpaceSpec.from_dict(payload["space"])
+    arch = space.validate(ArchConfig.from_dict(payload["arch"]))
+    net = build_static_network(space, arch)
+    try:
+        net.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path} does not match its arch: {exc}") from exc
+    return net, space, arch
