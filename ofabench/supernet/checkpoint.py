@@ -12,7 +12,7 @@ import torch
 from ..errors import CheckpointError
 from ..provenance import atomic_open, provenance
 from ..space import SpaceSpec
-from .ofa_import import load_ofa_state_dict, normalize_ofa_key, unwrap_state_dict
+from .ofa_import import load_ofa_state_dict, normalize_ofa_key, read_checkpoint, unwrap_state_dict
 from .ofa_mbv3 import OFAMobileNetV3
 
 log = logging.getLogger("ofabench")
@@ -44,12 +44,7 @@ def _looks_like_ofa(state_dict: Mapping[str, torch.Tensor]) -> bool:
 def load_supernet(path: str | Path, space: SpaceSpec) -> OFAMobileNetV3:
     """A supernet of ``space`` with the weights at ``path`` (ofabench or reference-OFA format)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    obj = read_checkpoint(path)
     net = OFAMobileNetV3(space)
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
         if obj.get("fingerprint") != space.fingerprint():

@@ -125,13 +125,17 @@ def load_ofa_state_dict(
     return model
 
 
-def load_ofa_checkpoint(path: str | Path, model: OFAMobileNetV3) -> OFAMobileNetV3:
-    """Load an OFA checkpoint file (e.g. ``ofa_mbv3_d234_e346_k357_w1.0``) into ``model``."""
+def read_checkpoint(path: str | Path) -> object:
+    """The object saved at ``path`` (tensors only, on the CPU), or a clear CheckpointError."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or foreign files
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
-    return load_ofa_state_dict(model, obj)
+
+
+def load_ofa_checkpoint(path: str | Path, model: OFAMobileNetV3) -> OFAMobileNetV3:
+    """Load an OFA checkpoint file (e.g. ``ofa_mbv3_d234_e346_k357_w1.0``) into ``model``."""
+    return load_ofa_state_dict(model, read_checkpoint(path))
