@@ -40,7 +40,6 @@ import dataclasses
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,6 +49,14 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SCHEMA = 1
 TARGETS = {"within_5": 0.95, "within_10": 0.99, "profile_wall_s": 600.0}
+
+
+def _bench_common() -> Any:
+    """bench_supernet.py's shared helpers (git state, CPU meter), imported from beside this file."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_supernet
+
+    return bench_supernet
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -175,23 +182,6 @@ def fidelity_verdict(metrics: dict[str, Any], wall_s: float) -> dict[str, Any]:
     }
 
 
-def git_state() -> dict[str, Any]:
-    def run(*cmd: str) -> str | None:
-        try:
-            out = subprocess.run(
-                ["git", *cmd], cwd=REPO, capture_output=True, text=True, timeout=10, check=True
-            )
-            return out.stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    status = run("status", "--porcelain", "--untracked-files=no")
-    return {
-        "commit": run("rev-parse", "HEAD"),
-        "dirty": bool(status) if status is not None else None,
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from ofabench.devices.base import MeasureSettings
@@ -273,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         "verdict": fidelity_verdict(metrics, profiled.wall_s),
         "loadavg_start": [round(v, 2) for v in load_start],
         "loadavg_end": [round(v, 2) for v in os.getloadavg()],
-        "git": git_state(),
+        "git": _bench_common().git_state(),
         "provenance": provenance(device=profile.name, backend=profile.backend, space=space.name),
     }
     write_json(out, result)
