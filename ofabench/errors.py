@@ -62,3 +62,7 @@ class InfeasibleConstraintError(SearchError, ValueError):
 
 class DatasetError(OfabenchError):
     """A dataset is missing, empty, or cannot be read; the message says how to get it."""
+
+
+class StudyError(OfabenchError):
+    """A step of a study failed or is missing; the message names the step and how to resume."""

@@ -1,0 +1,237 @@
+"""The study file: one YAML that names the training run, the devices and the settings of every
+step of ``ofabench study`` (see ``studies/fashion_mnist.yaml`` for a commented example).
+
+Paths in the file are relative to the file itself, except ``work_dir`` and ``report_dir``, which
+are relative to the directory the command runs in (so a study in the repository writes into the
+repository's ``runs/`` and ``reports/``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DeviceStep:
+    """One device of the study and how to profile and validate it there."""
+
+    name: str
+    fit_resolutions: str | None = None
+    calibrate: int = 10
+    validate_n: int = 100
+    validate_passes: int = 1
+    warmup: int = 10
+    repeats: int = 30
+    max_rounds: int = 4
+
+
+@dataclass(frozen=True)
+class AccuracyStep:
+    n: int = 1000
+    seed: int = 0
+    recal_images: int = 2000
+    val_images: int | None = None
+    batch_size: int = 500
+
+
+@dataclass(frozen=True)
+class PredictorStep:
+    epochs: int = 200
+    val_fraction: float = 0.2
+    seed: int = 0
+    hidden: int = 400
+
+
+@dataclass(frozen=True)
+class SearchStep:
+    """``budgets`` latency budgets per device, spread evenly between the ``low_quantile`` of the
+    latency of random subnets and the latency of the largest subnet, so that devices of very
+    different speeds are compared at the same relative budgets (a budget near the smallest
+    subnet's latency leaves random search almost nothing to sample)."""
+
+    budgets: int = 6
+    low_quantile: float = 0.02
+    population: int = 100
+    generations: int = 500
+    seed: int = 0
+    baselines: tuple[str, ...] = ("random", "uniform")
+
+
+@dataclass(frozen=True)
+class CompareStep:
+    """PS against no-PS on ``n`` random subnets (same subnets on both supernets), each
+    BN-recalibrated on ``recal_images`` training images and evaluated on the test split."""
+
+    n: int = 50
+    seed: int = 7
+    recal_images: int = 2000
+    batch_size: int = 500
+
+
+@dataclass(frozen=True)
+class ScratchStep:
+    """Train ``n`` of the searched architectures (of ``device``, spread over its budgets) alone
+    from scratch, for the training run's total epochs."""
+
+    n: int = 3
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    train: dict[str, Any]
+    devices: tuple[DeviceStep, ...]
+    work_dir: Path
+    report_dir: Path
+    source: str = "<inline>"
+    threads: int = 1
+    train_threads: int = 1
+    parallel_training: bool = False
+    optional_devices: bool = False
+    accuracy: AccuracyStep = field(default_factory=AccuracyStep)
+    predictor: PredictorStep = field(default_factory=PredictorStep)
+    search: SearchStep = field(default_factory=SearchStep)
+    compare: CompareStep = field(default_factory=CompareStep)
+    scratch: ScratchStep = field(default_factory=ScratchStep)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["work_dir"] = str(self.work_dir)
+        data["report_dir"] = str(self.report_dir)
+        return data
+
+
+TOP_KEYS = (
+    "name", "train", "devices", "work_dir", "report_dir", "threads", "train_threads",
+    "parallel_training",
+    "optional_devices", "accuracy", "predictor", "search", "compare", "scratch",
+)  # fmt: skip
+
+
+def load_study(
+    path: str | Path, work_dir: str | Path | None = None, report_dir: str | Path | None = None
+) -> StudyConfig:
+    """Read and check a study file; ``work_dir``/``report_dir`` override the file's."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"study file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"study file {path} is not valid YAML: {exc}") from exc
+    return study_from_dict(data, path.parent, str(path), work_dir, report_dir)
+
+
+def study_from_dict(
+    data: Any,
+    base: Path,
+    source: str = "<inline>",
+    work_dir: str | Path | None = None,
+    report_dir: str | Path | None = None,
+) -> StudyConfig:
+    """A :class:`StudyConfig` from a parsed YAML mapping; relative ``train`` paths are resolved
+    against ``base``."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: a study file is a mapping with keys {list(TOP_KEYS)}")
+    _check_keys(source, data, TOP_KEYS)
+    for key in ("name", "train", "devices"):
+        if key not in data:
+            raise ConfigError(f"{source}: missing key {key!r}")
+    name = str(data["name"])
+    if not name or "/" in name:
+        raise ConfigError(f"{source}: name must be a non-empty word without '/', got {name!r}")
+    devices = _devices(source, data["devices"])
+    config = StudyConfig(
+        name=name,
+        train=_train(source, data["train"], base),
+        devices=devices,
+        work_dir=Path(work_dir or data.get("work_dir") or f"runs/{name}"),
+        report_dir=Path(report_dir or data.get("report_dir") or f"reports/{name}"),
+        source=source,
+        threads=_positive(source, "threads", data.get("threads", 1)),
+        train_threads=_positive(source, "train_threads", data.get("train_threads", 1)),
+        parallel_training=bool(data.get("parallel_training", False)),
+        optional_devices=bool(data.get("optional_devices", False)),
+        accuracy=_section(source, AccuracyStep, "accuracy", data.get("accuracy")),
+        predictor=_section(source, PredictorStep, "predictor", data.get("predictor")),
+        search=_section(source, SearchStep, "search", data.get("search")),
+        compare=_section(source, CompareStep, "compare", data.get("compare")),
+        scratch=_section(source, ScratchStep, "scratch", data.get("scratch")),
+    )
+    if config.search.budgets < 1 or config.compare.n < 1 or config.accuracy.n < 2:
+        raise ConfigError(
+            f"{source}: search.budgets and compare.n must be >= 1 and accuracy.n >= 2"
+        )
+    if not 0.0 <= config.search.low_quantile < 1.0:
+        raise ConfigError(
+            f"{source}: search.low_quantile must be in [0, 1), got {config.search.low_quantile}"
+        )
+    known = [d.name for d in devices]
+    if config.scratch.device is not None and config.scratch.device not in known:
+        raise ConfigError(
+            f"{source}: scratch.device {config.scratch.device!r} is not one of the devices {known}"
+        )
+    return config
+
+
+def _train(source: str, value: Any, base: Path) -> dict[str, Any]:
+    """The training config as a mapping (a path to a training YAML, or the mapping itself)."""
+    if isinstance(value, str):
+        path = Path(value) if Path(value).is_absolute() else base / value
+        if not path.is_file():
+            raise ConfigError(f"{source}: train config {path} does not exist")
+        loaded = yaml.safe_load(path.read_text())
+        if not isinstance(loaded, Mapping):
+            raise ConfigError(f"{source}: train config {path} is not a mapping")
+        return dict(loaded)
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise ConfigError(f"{source}: train must be a training YAML path or a mapping")
+
+
+def _devices(source: str, value: Any) -> tuple[DeviceStep, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{source}: devices must be a non-empty list of device names or mappings")
+    out = []
+    for item in value:
+        entry = {"name": item} if isinstance(item, str) else item
+        out.append(_section(source, DeviceStep, "devices[]", entry))
+    names = [d.name for d in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: a device is listed twice in {names}")
+    return tuple(out)
+
+
+def _section(source: str, cls: type, where: str, value: Any) -> Any:
+    if value is None:
+        return cls()
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: {where} must be a mapping")
+    allowed = tuple(f.name for f in dataclasses.fields(cls))
+    _check_keys(f"{source}: {where}", value, allowed)
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{source}: {where}: {exc}") from exc
+
+
+def _check_keys(where: str, data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {list(allowed)}")
+
+
+def _positive(source: str, key: str, value: Any) -> int:
+    if not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{source}: {key} must be a positive integer, got {value!r}")
+    return value

@@ -1,0 +1,313 @@
+"""``ofabench study``: the whole pipeline from one study file, step by step, resumable.
+
+Every step writes its output under the study's ``work_dir`` and its summary into
+``work_dir/study.json`` (with its wall time, accumulated over interrupted attempts). A finished
+step is not run again; an interrupted one continues through its own resume mechanism (training
+checkpoints, the latency table, the validation and accuracy CSVs are all appended as they go).
+
+Steps, in order (``<dev>`` for each device that runs here):
+
+``train_ps``, ``train_no_ps``
+    the progressive-shrinking supernet and the no-PS baseline (two processes at once with
+    ``parallel_training``, each with ``train_threads`` threads).
+``accuracy``, ``predictor``
+    the accuracy dataset of random subnets of the PS supernet, and the MLP predictor on it.
+``profile_<dev>``, ``validate_<dev>``
+    the device's latency table of the space and its validation against end-to-end runs.
+``search_<dev>``
+    OFA's evolutionary search, random search and uniform scaling at relative latency budgets.
+``compare``
+    the same random subnets evaluated on the PS and the no-PS supernets, and every searched
+    architecture measured on both (no retraining).
+``scratch``
+    a few searched architectures trained alone from scratch, same data and epochs.
+``report``
+    the report folder: fronts per device, LUT validation, predictor quality, the seed's claims,
+    the cross-device view, the wall time of every step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError, OfabenchError, StudyError
+from ..provenance import atomic_open, provenance, write_json
+from .config import DeviceStep, StudyConfig
+
+log = logging.getLogger("ofabench")
+STATE_VERSION = 1
+Progress = Callable[[str], Any]  # makes a progress callback (done, total, key) for a step name
+
+
+class Study:
+    """Runs a :class:`StudyConfig` into its ``work_dir`` (see the module docstring)."""
+
+    def __init__(self, config: StudyConfig, progress: bool = False, command: str = "") -> None:
+        self.config = config
+        self.work = Path(config.work_dir)
+        self.progress = progress
+        self.command = command
+        self.state_path = self.work / "study.json"
+        self.state = self._load_state()
+        self._datasets: dict[str, Any] = {}
+
+    # -- state -----------------------------------------------------------------------------------
+    def _load_state(self) -> dict[str, Any]:
+        if not self.state_path.exists():
+            return {
+                "version": STATE_VERSION,
+                "study": self.config.name,
+                "train": self.config.train,
+                "steps": {},
+                "skipped_devices": {},
+                "commands": [],
+            }
+        try:
+            state = json.loads(self.state_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{self.state_path} is unreadable ({exc}); move it away") from exc
+        if state.get("version") != STATE_VERSION or state.get("study") != self.config.name:
+            raise ConfigError(
+                f"{self.work} holds study {state.get('study')!r} (state version "
+                f"{state.get('version')}); use another --work-dir"
+            )
+        if state.get("train") != self.config.train:
+            raise ConfigError(
+                f"{self.work} was trained with another training config than {self.config.source}'s; "
+                "use another --work-dir or restore the config"
+            )
+        return state
+
+    def save(self) -> None:
+        self.state["config"] = self.config.to_dict()
+        write_json(self.state_path, self.state)
+
+    def done(self, step: str) -> bool:
+        return self.state["steps"].get(step, {}).get("status") == "done"
+
+    def summary(self, step: str) -> dict[str, Any]:
+        entry = self.state["steps"].get(step)
+        if not entry or entry.get("status") != "done":
+            raise StudyError(f"step {step!r} has not finished; run the study up to it first")
+        return entry["summary"]
+
+    # -- layout ----------------------------------------------------------------------------------
+    @property
+    def space(self) -> Any:
+        return self.train_config("ps").space_spec()
+
+    def train_dir(self, schedule: str) -> Path:
+        return self.work / f"train_{schedule}"
+
+    def table_path(self, device: str) -> Path:
+        return self.work / "latency" / device / f"{self.space.name}.json"
+
+    def validate_dir(self, device: str) -> Path:
+        return self.work / "validate" / device
+
+    @property
+    def accuracy_csv(self) -> Path:
+        return self.work / "accuracy.csv"
+
+    @property
+    def predictor_path(self) -> Path:
+        return self.work / "predictor.pt"
+
+    def search_path(self, device: str) -> Path:
+        return self.work / "search" / f"{device}.json"
+
+    # -- devices ---------------------------------------------------------------------------------
+    def devices(self) -> list[DeviceStep]:
+        """The configured devices that run here; with ``optional_devices`` the others are
+        recorded as skipped with their reason, otherwise the first one is an error."""
+        from ..devices.profiles import load_profile
+
+        out = []
+        for device in self.config.devices:
+            status = load_profile(device.name).availability()
+            if status.ok:
+                out.append(device)
+                self.state["skipped_devices"].pop(device.name, None)
+            elif self.config.optional_devices:
+                self.state["skipped_devices"][device.name] = status.reason
+            else:
+                raise ConfigError(
+                    f"device {device.name!r} cannot run here: {status.reason} (remove it from "
+                    f"{self.config.source} or set optional_devices: true)"
+                )
+        if not out:
+            raise ConfigError(
+                f"none of the study's devices runs here: {self.state['skipped_devices']}"
+            )
+        return out
+
+    # -- running ---------------------------------------------------------------------------------
+    def plan(self) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
+        from . import steps
+
+        devices = self.devices()
+        plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+            ("train_ps", lambda: steps.train(self, "ps")),
+            ("train_no_ps", lambda: steps.train(self, "no_ps")),
+        ]
+        plan += [
+            ("accuracy", lambda: steps.accuracy(self)),
+            ("predictor", lambda: steps.predictor(self)),
+        ]
+        for d in devices:
+            plan.append((f"profile_{d.name}", lambda d=d: steps.profile(self, d)))
+            plan.append((f"validate_{d.name}", lambda d=d: steps.validate(self, d)))
+        for d in devices:
+            plan.append((f"search_{d.name}", lambda d=d: steps.search(self, d)))
+        plan += [
+            ("compare", lambda: steps.compare(self, devices)),
+            ("scratch", lambda: steps.scratch(self, devices)),
+            ("report", lambda: steps.report(self, devices)),
+        ]
+        return plan
+
+    def run(self, until: str | None = None, redo: Sequence[str] = ()) -> dict[str, Any]:
+        """Run every unfinished step in order (up to and including ``until``); ``redo`` names
+        finished steps to run again (their outputs are resumed or rewritten, never half-written)."""
+        self.work.mkdir(parents=True, exist_ok=True)
+        plan = self.plan()
+        names = [name for name, _ in plan]
+        for name in [until, *redo]:
+            if name is not None and name not in names:
+                raise ConfigError(f"unknown study step {name!r}; the steps are {names}")
+        self.state["commands"].append({"command": self.command, "started": _now()})
+        if "provenance" not in self.state:
+            self.state["provenance"] = provenance()
+        self.save()
+        for name, fn in plan:
+            if self.done(name) and name not in redo:
+                log.info("study %s: step %s already done", self.config.name, name)
+            else:
+                self._run_step(name, fn)
+            if name == until:
+                break
+        return self.state
+
+    def _run_step(self, name: str, fn: Callable[[], dict[str, Any]]) -> None:
+        entry = self.state["steps"].setdefault(name, {"wall_s": 0.0, "attempts": 0})
+        entry.update(status="running", started=_now())
+        entry["attempts"] += 1
+        self.save()
+        log.info("study %s: step %s", self.config.name, name)
+        start = time.perf_counter()
+        try:
+            summary = fn()
+        except BaseException as exc:
+            entry["wall_s"] += time.perf_counter() - start
+            entry.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            self.save()
+            if isinstance(exc, OfabenchError):
+                raise StudyError(
+                    f"study step {name!r} failed: {exc}; fix the cause and rerun the same command "
+                    "to resume"
+                ) from exc
+            raise
+        entry["wall_s"] += time.perf_counter() - start
+        entry.update(status="done", finished=_now(), summary=summary)
+        entry.pop("error", None)
+        self.save()
+
+    # -- shared helpers --------------------------------------------------------------------------
+    def train_config(self, schedule: str, arch: dict[str, Any] | None = None) -> Any:
+        from ..training.config import config_from_dict
+
+        data = dict(self.config.train)
+        data["schedule"] = schedule
+        if arch is not None:
+            data["arch"] = arch
+        return config_from_dict(data)
+
+    def train_config_file(self) -> Path:
+        """The training config written into the work dir (for the training subprocesses)."""
+        path = self.work / "train_config.yaml"
+        text = yaml.safe_dump(self.config.train, sort_keys=False)
+        if not path.exists() or path.read_text() != text:
+            with atomic_open(path) as handle:
+                handle.write(text)
+        return path
+
+    def dataset(self) -> Any:
+        from ..training import load_dataset
+
+        key = "ps"
+        if key not in self._datasets:
+            self._datasets[key] = load_dataset(self.train_config("ps").data)
+        return self._datasets[key]
+
+    def progress_bar(self, desc: str, unit: str) -> Any:
+        """A ``progress(done, total, *rest)`` callback drawing a tqdm bar (None without
+        progress)."""
+        if not self.progress:
+            return None
+        return _Bar(desc, unit)
+
+    def run_processes(self, jobs: Sequence[tuple[str, list[str]]]) -> None:
+        """Run ``ofabench`` subprocesses (name, arguments), at most two at a time with
+        ``parallel_training``, else one; each logs to ``work_dir/logs/<name>.log``."""
+        width = 2 if self.config.parallel_training else 1
+        pending = list(jobs)
+        running: list[tuple[str, subprocess.Popen[bytes], Any]] = []
+        (self.work / "logs").mkdir(parents=True, exist_ok=True)
+        failed = []
+        try:
+            while pending or running:
+                while pending and len(running) < width:
+                    name, args = pending.pop(0)
+                    log_file = (self.work / "logs" / f"{name}.log").open("ab")
+                    cmd = [sys.executable, "-m", "ofabench", *args]
+                    log.info("starting %s: %s (log %s)", name, " ".join(cmd), log_file.name)
+                    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+                    proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+                    running.append((name, proc, log_file))
+                time.sleep(0.5)
+                for item in list(running):
+                    name, proc, log_file = item
+                    if proc.poll() is None:
+                        continue
+                    log_file.close()
+                    running.remove(item)
+                    if proc.returncode != 0:
+                        failed.append(f"{name} (exit {proc.returncode}, log {log_file.name})")
+        finally:
+            for _name, proc, log_file in running:
+                proc.terminate()
+                proc.wait()
+                log_file.close()
+        if failed:
+            raise StudyError("training process(es) failed: " + "; ".join(failed))
+
+
+class _Bar:
+    def __init__(self, desc: str, unit: str) -> None:
+        self.desc, self.unit, self.bar = desc, unit, None
+
+    def __call__(self, done: int, total: int, *_: Any) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, initial=done, desc=self.desc, unit=self.unit,
+                            dynamic_ncols=True, leave=False)  # fmt: skip
+        if total != self.bar.total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.bar.close()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

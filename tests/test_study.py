@@ -1,0 +1,257 @@
+"""``ofabench study`` on a miniature config (a two-stage space, tiny digits data, ONNX Runtime
+for real): every step, the report, resuming, and bad study files."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from ofabench.cli import main
+from ofabench.errors import ConfigError, StudyError
+from ofabench.study import load_study, study_from_dict
+from ofabench.study import steps as study_steps
+from ofabench.study.runner import Study
+
+pytest.importorskip("sklearn")
+pytest.importorskip("onnxruntime")
+
+TINY_SPACE = {
+    "name": "tiny_study",
+    "width_mult": 1.0,
+    "in_channels": 1,
+    "n_classes": 10,
+    "stem_width": 8,
+    "stem_stride": 1,
+    "first_block_width": 8,
+    "stages": [
+        {"width": 8, "stride": 2, "act": "relu", "se": False},
+        {"width": 16, "stride": 2, "act": "h_swish", "se": True},
+    ],
+    "final_expand_width": 48,
+    "feature_mix_width": 64,
+    "kernel_choices": [3, 5],
+    "expand_choices": [3, 4],
+    "depth_choices": [1, 2],
+    "resolutions": [16, 24],
+    "dropout": 0.0,
+    "max_depth": 2,
+}
+QUICK = {"warmup": 1, "repeats": 3, "max_rounds": 1}
+
+
+def mini_study() -> dict[str, Any]:
+    return {
+        "name": "mini",
+        "threads": 1,
+        "train": {
+            "space": TINY_SPACE,
+            "seed": 0,
+            "data": {"name": "digits", "max_train_images": 64},
+            "optim": {
+                "batch_size": 16,
+                "bn_recal_images": 32,
+                "eval_images": 32,
+                "eval_batch_size": 64,
+            },
+            "stages": [
+                {"name": "full", "epochs": 1, "lr": 0.05},
+                {"name": "kernel", "epochs": 1, "lr": 0.02},
+                {"name": "depth_1", "epochs": 1, "lr": 0.02},
+                {"name": "expand_1", "epochs": 1, "lr": 0.02},
+            ],
+        },  # fmt: skip
+        "devices": [{"name": "cpu-onnxruntime", "calibrate": 2, "validate_n": 4, **QUICK}],
+        "accuracy": {"n": 16, "recal_images": 32, "batch_size": 64},
+        "predictor": {"epochs": 20, "hidden": 32},
+        "search": {"budgets": 2, "population": 16, "generations": 5},
+        "compare": {"n": 3, "recal_images": 32, "batch_size": 64},
+        "scratch": {"n": 1},
+    }
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Study:
+    """The miniature study run once to the end (shared by the tests that read its outputs)."""
+    root = tmp_path_factory.mktemp("study")
+    config = study_from_dict(mini_study(), root, "mini", root / "work", root / "report")
+    study = Study(config, command="pytest mini study")
+    study.run()
+    return study
+
+
+def test_every_step_finishes_and_records_its_wall_time(finished: Study) -> None:
+    steps = finished.state["steps"]
+    names = [n for n, _ in finished.plan()]
+    assert list(steps) == names
+    assert names[:2] == ["train_ps", "train_no_ps"]
+    assert {"profile_cpu-onnxruntime", "validate_cpu-onnxruntime", "report"} <= set(names)
+    for name, entry in steps.items():
+        assert entry["status"] == "done", name
+        assert entry["wall_s"] > 0.0, name
+    assert Path(steps["train_ps"]["summary"]["checkpoint"]).exists()
+    assert steps["train_ps"]["summary"]["train_seconds"] > 0.0
+
+
+def test_outputs_are_consistent_with_each_other(finished: Study) -> None:
+    s = finished.state["steps"]
+    assert s["accuracy"]["summary"]["rows"] == 16
+    predictor = s["predictor"]["summary"]
+    assert predictor["n_train"] + predictor["n_val"] == 16
+    search = s["search_cpu-onnxruntime"]["summary"]
+    assert len(search["budgets"]) == 2 and search["budgets"][0] < search["budgets"][1]
+    for chosen in search["chosen"]:
+        assert chosen["latency_ms"] <= chosen["budget"] + 1e-9
+    compare = s["compare"]["summary"]
+    assert compare["n"] == 3
+    rows = (finished.work / "compare" / "random_subnets.csv").read_text().splitlines()
+    assert len(rows) == 4  # header + 3 subnets, each evaluated on both supernets
+    scratch = s["scratch"]["summary"]["archs"]
+    assert len(scratch) == 1 and 0.0 <= scratch[0]["scratch_test"] <= 1.0
+    assert scratch[0]["arch"] in [c["arch"] for c in search["chosen"]]
+
+
+def test_report_has_every_section_and_points_from_every_method(finished: Study) -> None:
+    report = Path(finished.config.report_dir)
+    text = (report / "README.md").read_text()
+    for heading in ("The seed's claims", "Latency tables and their validation",
+                    "Accuracy predictor", "Accuracy–latency fronts", "Cross-device view",
+                    "Wall time per step"):  # fmt: skip
+        assert heading in text, heading
+    assert "pytest mini study" in text
+    points = (report / "cpu-onnxruntime" / "points.csv").read_text()
+    for method in ("evolution", "random", "uniform", study_steps.SEARCH_METHOD_MEASURED,
+                   study_steps.NO_PS_MEASURED, study_steps.SCRATCH_METHOD):  # fmt: skip
+        assert method in points, method
+    assert (report / "cpu-onnxruntime" / "accuracy_latency.png").stat().st_size > 0
+    assert (report / "validation" / "cpu-onnxruntime.png").exists()
+    chosen = json.loads((report / "cross_device.json").read_text())["chosen"]["cpu-onnxruntime"]
+    assert [c["budget_ms"] for c in chosen] == finished.state["steps"][
+        "search_cpu-onnxruntime"]["summary"]["budgets"][: len(chosen)]  # fmt: skip
+
+
+def test_a_second_run_redoes_nothing(finished: Study) -> None:
+    before = copy.deepcopy(finished.state["steps"])
+    again = Study(finished.config, command="again")
+    again.run()
+    after = again.state["steps"]
+    for name in before:
+        assert after[name]["wall_s"] == before[name]["wall_s"], name
+        assert after[name]["attempts"] == before[name]["attempts"], name
+
+
+def test_a_failed_step_is_recorded_and_resumed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = study_from_dict(mini_study(), tmp_path, "mini", tmp_path / "w", tmp_path / "r")
+    real = study_steps.accuracy
+    calls = {"n": 0}
+
+    def flaky(study: Study) -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConfigError("simulated failure")
+        return real(study)
+
+    monkeypatch.setattr(study_steps, "accuracy", flaky)
+    with pytest.raises(StudyError, match="'accuracy' failed: simulated failure.*resume"):
+        Study(config).run(until="predictor")
+    state = json.loads((tmp_path / "w" / "study.json").read_text())
+    assert state["steps"]["accuracy"]["status"] == "failed"
+    assert state["steps"]["train_ps"]["status"] == "done"
+    trained = state["steps"]["train_ps"]["wall_s"]
+    study = Study(config)
+    study.run(until="predictor")
+    assert study.state["steps"]["accuracy"]["status"] == "done"
+    assert study.state["steps"]["accuracy"]["attempts"] == 2
+    assert study.state["steps"]["train_ps"]["wall_s"] == trained
+    assert "search_cpu-onnxruntime" not in study.state["steps"]
+
+
+# -- bad input ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(colour="red"), "unknown key"),
+        (lambda d: d.pop("devices"), "missing key 'devices'"),
+        (lambda d: d.update(devices=["cpu-onnxruntime", "cpu-onnxruntime"]), "listed twice"),
+        (lambda d: d["search"].update(low_quantile=1.5), "low_quantile"),
+        (lambda d: d["scratch"].update(device="pixel"), "not one of the devices"),
+        (lambda d: d["devices"][0].update(speed=3), "unknown key"),
+        (lambda d: d.update(threads=0), "threads must be a positive integer"),
+        (lambda d: d.update(train="missing.yaml"), "does not exist"),
+    ],
+)
+def test_bad_study_files_are_refused(change: Any, message: str, tmp_path: Path) -> None:
+    data = mini_study()
+    change(data)
+    with pytest.raises(ConfigError, match=message):
+        study_from_dict(data, tmp_path)
+
+
+def test_unavailable_device_is_an_error_unless_optional(tmp_path: Path) -> None:
+    data = mini_study()
+    data["devices"].append({"name": "pixel"})
+    config = study_from_dict(data, tmp_path, "mini", tmp_path / "w", tmp_path / "r")
+    with pytest.raises(ConfigError, match="'pixel' cannot run here"):
+        Study(config).plan()
+    data["optional_devices"] = True
+    study = Study(study_from_dict(data, tmp_path, "mini", tmp_path / "w", tmp_path / "r"))
+    names = [n for n, _ in study.plan()]
+    assert "profile_pixel" not in names and "pixel" in study.state["skipped_devices"]
+
+
+def test_a_work_dir_of_another_training_config_is_refused(tmp_path: Path) -> None:
+    config = study_from_dict(mini_study(), tmp_path, "mini", tmp_path / "w", tmp_path / "r")
+    Study(config).save()
+    data = mini_study()
+    data["train"]["seed"] = 1
+    other = study_from_dict(data, tmp_path, "mini", tmp_path / "w", tmp_path / "r")
+    with pytest.raises(ConfigError, match="another training config"):
+        Study(other)
+
+
+def test_cli_lists_steps_and_reports_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "mini.yaml"
+    path.write_text(yaml.safe_dump(mini_study()))
+    assert (
+        main(["study", str(path), "--work-dir", str(tmp_path / "w"), "--list-steps", "--json"]) == 0
+    )
+    steps = json.loads(capsys.readouterr().out)["steps"]
+    assert steps[0] == "train_ps" and steps[-1] == "report"
+    assert main(["study", str(tmp_path / "nope.yaml")]) == 1
+    assert "study file" in capsys.readouterr().err
+    assert main(["study", str(path), "--work-dir", str(tmp_path / "w"), "--until", "bogus"]) == 1
+    assert "unknown study step 'bogus'" in capsys.readouterr().err
+
+
+def test_shipped_study_files_load() -> None:
+    repo = Path(__file__).resolve().parent.parent
+    config = load_study(repo / "studies" / "fashion_mnist.yaml")
+    assert config.train["data"]["name"] == "fashion_mnist"
+    assert {d.name for d in config.devices} == {
+        "cpu-torch",
+        "cpu-onnxruntime",
+        "cpu-litert",
+        "cpu-tvm",
+    }
+    from ofabench.commands.study import demo_config_text
+
+    demo = study_from_dict(yaml.safe_load(demo_config_text()), Path("."))
+    assert demo.train["data"]["name"] == "digits"
