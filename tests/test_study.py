@@ -98,7 +98,7 @@ def test_every_step_finishes_and_records_its_wall_time(finished: Study) -> None:
     steps = finished.state["steps"]
     names = [n for n, _ in finished.plan()]
     assert list(steps) == names
-    assert names[:2] == ["train_ps", "train_no_ps"]
+    assert names[:3] == ["train_ps", "train_no_ps", "compare"]
     assert {"profile_cpu-onnxruntime", "validate_cpu-onnxruntime", "report"} <= set(names)
     for name, entry in steps.items():
         assert entry["status"] == "done", name

@@ -10,15 +10,17 @@ Steps, in order (``<dev>`` for each device that runs here):
 ``train_ps``, ``train_no_ps``
     the progressive-shrinking supernet and the no-PS baseline (two processes at once with
     ``parallel_training``, each with ``train_threads`` threads).
+``compare``
+    the same random subnets (and the largest and smallest) evaluated on the PS and the no-PS
+    supernets, on the test split.
 ``accuracy``, ``predictor``
     the accuracy dataset of random subnets of the PS supernet, and the MLP predictor on it.
 ``profile_<dev>``, ``validate_<dev>``
     the device's latency table of the space and its validation against end-to-end runs.
 ``search_<dev>``
     OFA's evolutionary search, random search and uniform scaling at relative latency budgets.
-``compare``
-    the same random subnets evaluated on the PS and the no-PS supernets, and every searched
-    architecture measured on both (no retraining).
+``measure_searched``
+    every searched architecture measured on both supernets (no retraining).
 ``scratch``
     a few searched architectures trained alone from scratch, same data and epochs.
 ``report``
@@ -159,6 +161,7 @@ class Study:
         plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [
             ("train_ps", lambda: steps.train(self, "ps")),
             ("train_no_ps", lambda: steps.train(self, "no_ps")),
+            ("compare", lambda: steps.compare(self)),
         ]
         plan += [
             ("accuracy", lambda: steps.accuracy(self)),
@@ -170,7 +173,7 @@ class Study:
         for d in devices:
             plan.append((f"search_{d.name}", lambda d=d: steps.search(self, d)))
         plan += [
-            ("compare", lambda: steps.compare(self, devices)),
+            ("measure_searched", lambda: steps.measure_searched(self, devices)),
             ("scratch", lambda: steps.scratch(self, devices)),
             ("report", lambda: steps.report(self, devices)),
         ]

@@ -263,29 +263,27 @@ class _Evaluations:
         return self.cache[key]
 
 
-def compare(study: Study, devices: Sequence[DeviceStep]) -> dict[str, Any]:
-    """PS vs no-PS on the same random subnets, the largest and smallest subnets, and every
-    searched architecture measured on both supernets (external points for the report)."""
-    space = study.space
-    c = study.config.compare
+def _evaluate_all(study: Study, archs: Sequence[ArchConfig], what: str) -> _Evaluations:
     evaluate = _Evaluations(study)
-    rng = np.random.default_rng(c.seed)
-    randoms = [space.sample(rng) for _ in range(c.n)]
-    searched = {d.name: study.summary(f"search_{d.name}")["chosen"] for d in devices}
-    todo = [("random", a) for a in randoms] + [("max", space.max_arch()), ("min", space.min_arch())]
-    todo += [
-        ("searched", ArchConfig.from_dict(x["arch"])) for rows in searched.values() for x in rows
-    ]
-    bar = study.progress_bar("compare PS / no-PS", "eval")
-    for i, (_, arch) in enumerate(todo):
+    bar = study.progress_bar(what, "subnet")
+    for i, arch in enumerate(archs):
         for net in ("ps", "no_ps"):
             evaluate(net, arch)
         if bar is not None:
-            bar(i + 1, len(todo))
+            bar(i + 1, len(archs))
+    return evaluate
+
+
+def compare(study: Study) -> dict[str, Any]:
+    """PS vs no-PS on the same random subnets and on the largest and smallest subnets."""
+    space = study.space
+    c = study.config.compare
+    rng = np.random.default_rng(c.seed)
+    randoms = [space.sample(rng) for _ in range(c.n)]
+    extremes = [space.max_arch(), space.min_arch()]
+    evaluate = _evaluate_all(study, randoms + extremes, "PS / no-PS subnets")
     rows = [{"index": i, "arch": a.to_json(), **_pair(evaluate, a)} for i, a in enumerate(randoms)]
     _write_csv(study.work / "compare" / "random_subnets.csv", rows)
-    for device, chosen in searched.items():
-        _write_external(study, device, chosen, evaluate)
     diff = np.array([r["ps_test"] - r["no_ps_test"] for r in rows])
     return {
         "random_subnets": str(study.work / "compare" / "random_subnets.csv"),
@@ -296,12 +294,22 @@ def compare(study: Study, devices: Sequence[DeviceStep]) -> dict[str, Any]:
         "diff_test_min": float(diff.min()),
         "diff_test_max": float(diff.max()),
         "ps_wins": int((diff > 0).sum()),
-        "largest": {"arch": space.max_arch().to_dict(), **_pair(evaluate, space.max_arch())},
-        "smallest": {"arch": space.min_arch().to_dict(), **_pair(evaluate, space.min_arch())},
-        "searched": {
-            device: [{**x, **_pair(evaluate, ArchConfig.from_dict(x["arch"]))} for x in chosen]
-            for device, chosen in searched.items()
-        },
+        "largest": {"arch": extremes[0].to_dict(), **_pair(evaluate, extremes[0])},
+        "smallest": {"arch": extremes[1].to_dict(), **_pair(evaluate, extremes[1])},
+    }
+
+
+def measure_searched(study: Study, devices: Sequence[DeviceStep]) -> dict[str, Any]:
+    """Every architecture the searches chose, measured on the PS supernet (OFA's subnet, no
+    retraining) and on the no-PS supernet: the report's measured points."""
+    searched = {d.name: study.summary(f"search_{d.name}")["chosen"] for d in devices}
+    archs = [ArchConfig.from_dict(x["arch"]) for rows in searched.values() for x in rows]
+    evaluate = _evaluate_all(study, archs, "searched subnets")
+    for device, chosen in searched.items():
+        _write_external(study, device, chosen, evaluate)
+    return {
+        device: [{**x, **_pair(evaluate, ArchConfig.from_dict(x["arch"]))} for x in chosen]
+        for device, chosen in searched.items()
     }
 
 
