@@ -87,3 +87,22 @@ def write_json(path: str | Path, data: Any) -> None:
     with atomic_open(path) as handle:
         json.dump(data, handle, indent=2)
         handle.write("\n")
+
+
+def read_yaml_file(path: str | Path, what: str, mapping: bool = True) -> Any:
+    """Parse a YAML file, or raise :class:`ConfigError` naming ``what`` it should have been
+    (missing file, unreadable, invalid YAML, or with ``mapping`` not a mapping)."""
+    import yaml
+
+    from .errors import ConfigError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
+    if mapping and not isinstance(data, dict):
+        raise ConfigError(f"{what} {path} must hold a mapping")
+    return data

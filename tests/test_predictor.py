@@ -17,17 +17,10 @@ from ofabench.predictor import AccuracyPredictor, ArchEncoder, load_ofa_predicto
 from ofabench.predictor.mlp import _kendall_tau_numpy, _spearman_numpy
 from ofabench.space import ArchBatch, ArchConfig, get_space
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 W10 = get_space("ofa_mbv3_w1.0")
 SMALL = get_space("small32")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These MLPs are tiny: a second intra-op thread only adds contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,16 +32,10 @@ from ofabench.supernet.checkpoint import save_supernet
 from ofabench.training import DataConfig, load_dataset
 
 pytest.importorskip("sklearn")
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 SPACE = "small32_w0.5"
 SETTINGS = Settings(seed=0, recal_images=16, val_images=24, batch_size=32)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +24,9 @@ from ofabench.training.stages import arch_hash
 from .test_training import SPACE, tiny_config
 
 pytest.importorskip("sklearn")
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 ARCH = get_space(SPACE).sample(np.random.default_rng(5))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 import yaml
 
 from ofabench.cli import main
@@ -21,6 +19,8 @@ from ofabench.study.runner import Study
 
 pytest.importorskip("sklearn")
 pytest.importorskip("onnxruntime")
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY_SPACE = {
     "name": "tiny_study",
@@ -74,14 +74,6 @@ def mini_study() -> dict[str, Any]:
         "compare": {"n": 3, "recal_images": 32, "batch_size": 64},
         "scratch": {"n": 1},
     }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

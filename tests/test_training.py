@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +31,9 @@ from ofabench.training.stages import PS_ORDER, protected_expands, stage_from_dic
 from ofabench.training.trainer import cosine_lr_factor, soft_target_cross_entropy
 
 pytest.importorskip("sklearn")
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 SPACE = "small32_w0.5"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny convolutions run fastest (and steadiest on a shared 2-core box) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_config(stages: list[str] | None = None, epochs: int = 1, **top: Any) -> dict[str, Any]:

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import ConfigError
+from ..provenance import read_yaml_file
 
 
 @dataclass(frozen=True)
@@ -122,12 +121,7 @@ def load_study(
 ) -> StudyConfig:
     """Read and check a study file; ``work_dir``/``report_dir`` override the file's."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"study file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"study file {path} is not valid YAML: {exc}") from exc
+    data = read_yaml_file(path, "study file", mapping=False)
     return study_from_dict(data, path.parent, str(path), work_dir, report_dir)
 
 
@@ -187,12 +181,7 @@ def _train(source: str, value: Any, base: Path) -> dict[str, Any]:
     """The training config as a mapping (a path to a training YAML, or the mapping itself)."""
     if isinstance(value, str):
         path = Path(value) if Path(value).is_absolute() else base / value
-        if not path.is_file():
-            raise ConfigError(f"{source}: train config {path} does not exist")
-        loaded = yaml.safe_load(path.read_text())
-        if not isinstance(loaded, Mapping):
-            raise ConfigError(f"{source}: train config {path} is not a mapping")
-        return dict(loaded)
+        return dict(read_yaml_file(path, f"{source}: train config"))
     if isinstance(value, Mapping):
         return dict(value)
     raise ConfigError(f"{source}: train must be a training YAML path or a mapping")

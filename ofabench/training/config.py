@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import ConfigError
+from ..provenance import read_yaml_file
 from ..space import ArchConfig, SpaceSpec, get_space
 from .data import DataConfig
 from .stages import Stage, no_ps_schedule, scratch_schedule, stage_from_dict, validate_stages
@@ -138,15 +137,7 @@ def _arch(value: Any) -> ArchConfig | None:
 def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
     """Read a YAML training config; ``overrides`` that are not ``None`` replace top-level keys
     (e.g. ``schedule``, ``arch``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"training config {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"training config {path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"training config {path} must hold a mapping")
+    data = read_yaml_file(path, "training config")
     return config_from_dict({**data, **{k: v for k, v in overrides.items() if v is not None}})
 
 
