@@ -230,7 +230,7 @@ def _claims_section(study: Study, devices: Sequence[DeviceStep]) -> str:
         "Search is cheap next to training (paper: 40 GPU-hours of accuracy sampling + "
         "1200 GPU-hours of training, once; minutes per device after)",
         f"PS training {train_min:.1f} CPU-min (once); accuracy dataset "
-        f"{_minutes(_wall(study, 'accuracy'))} min (once); predictor {_minutes(_wall(study, 'predictor'))} "
+        f"{_minutes(_wall(study, 'accuracy'))} min (once{_outside(study)}); predictor {_minutes(_wall(study, 'predictor'))} "
         f"min (once); one device's sweep of {study.config.search.budgets} budgets (OFA + baselines) "
         f"{search_s:.1f} s; training one architecture from scratch "
         f"{'–' if scratch_min is None else f'{scratch_min:.1f}'} min",
@@ -251,6 +251,11 @@ def _claims_section(study: Study, devices: Sequence[DeviceStep]) -> str:
         "trainers' metrics). The subnets compared are in `ps_vs_no_ps_subnets.csv`.\n"
     )
     return text
+
+
+def _outside(study: Study) -> str:
+    skipped = study.summary("accuracy").get("skipped", 0)
+    return f"; {skipped} rows made before the study, not timed here" if skipped else ""
 
 
 def _signed(value: float | None) -> str:
@@ -300,7 +305,9 @@ def _predictor_section(study: Study) -> str:
     return (
         "## Accuracy predictor\n\n"
         f"{a['rows']} random subnets of the PS supernet, each BN-recalibrated and evaluated on "
-        f"the validation split (`accuracy` step, {_minutes(_wall(study, 'accuracy'))} min); MLP "
+        f"the validation split (`accuracy` step, {_minutes(_wall(study, 'accuracy'))} min; "
+        f"{a['evaluated']} evaluated by this study, {a['skipped']} found already in the file, "
+        "made by an earlier `ofabench sample-accuracy` of the same checkpoint and settings); MLP "
         f"fitted on {p['n_train']}, held out {p['n_val']}: RMSE **{p['rmse_pct']:.3f}** points, "
         f"Kendall tau **{p['kendall_tau']:.3f}**, Spearman rho {p['spearman_rho']:.3f}.\n"
     )
