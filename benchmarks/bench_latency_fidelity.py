@@ -124,7 +124,12 @@ def timing_summary(durations: list[tuple[str, float]]) -> dict[str, Any]:
 
     groups: dict[str, list[float]] = {}
     for key, seconds in durations:
-        kind = "calibration_subnet" if key.startswith("calibration") else key.split("-")[0]
+        if key.startswith("calibration"):
+            kind = "calibration_subnet"
+        elif key.startswith("subnet"):
+            kind = "subnet pass " + key.rsplit("pass ", 1)[-1].rstrip(")")
+        else:
+            kind = key.split("-")[0]
         groups.setdefault(kind, []).append(seconds)
     out = {}
     for kind, values in sorted(groups.items()):
