@@ -204,24 +204,20 @@ def test_search_with_a_macs_budget_prints_json(
     assert data["budgets"] == {"mmacs": 300.0} and data["provenance"]["command"]
 
 
+def note10_search(
+    capsys: pytest.CaptureFixture[str], ofa_files: dict[str, str], latency: str, *extra: str
+) -> tuple[int, str, str]:
+    """``ofabench search`` on the w1.2 space with OFA's Note10 table and predictor."""
+    return run_cli(
+        capsys, "search", "--space", "ofa_mbv3_w1.2", "--latency-table", ofa_files["lut"],
+        "--predictor", ofa_files["predictor"], "--latency", latency, *extra,
+    )  # fmt: skip
+
+
 def test_search_on_note10_restricts_resolutions(
     capsys: pytest.CaptureFixture[str], ofa_files: dict[str, str]
 ) -> None:
-    code, out, err = run_cli(
-        capsys,
-        "search",
-        "--space",
-        "ofa_mbv3_w1.2",
-        "--latency-table",
-        ofa_files["lut"],
-        "--predictor",
-        ofa_files["predictor"],
-        "--latency",
-        "25ms",
-        "--generations",
-        "20",
-        "--json",
-    )
+    code, out, err = note10_search(capsys, ofa_files, "25ms", "--generations", "20", "--json")
     assert code == 0, err
     data = json.loads(out)
     assert data["device"] == "note10" and data["best"]["latency_ms"] <= 25.0
@@ -248,18 +244,7 @@ def test_bad_search_input_is_one_line_and_exit_1(
 def test_impossible_latency_names_the_smallest_reachable(
     capsys: pytest.CaptureFixture[str], ofa_files: dict[str, str]
 ) -> None:
-    code, _, err = run_cli(
-        capsys,
-        "search",
-        "--space",
-        "ofa_mbv3_w1.2",
-        "--latency-table",
-        ofa_files["lut"],
-        "--predictor",
-        ofa_files["predictor"],
-        "--latency",
-        "5ms",
-    )
+    code, _, err = note10_search(capsys, ofa_files, "5ms")
     line = one_line_error(err)
     assert code == 1 and "latency_ms <= 5" in line and "smallest value reachable is 9.89" in line
 
