@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fit-resolutions", default="every:4", help="every:N, measure:R1,.. or none")
     p.add_argument("--max-fit-rms", type=float, default=0.05, help="measure badly fitting groups")
     p.add_argument("--calibrate", type=int, default=20, help="subnets for the calibration term")
-    p.add_argument("--calibration-method", choices=["affine", "ratio"], default="affine")
+    p.add_argument("--calibration-method", choices=["auto", "affine", "ratio"], default="auto")
     p.add_argument(
         "--calibrate-split", type=float, help="also fit a calibration on this share of the n"
     )

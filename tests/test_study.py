@@ -136,6 +136,25 @@ def test_report_has_every_section_and_points_from_every_method(finished: Study) 
         "search_cpu-onnxruntime"]["summary"]["budgets"][: len(chosen)]  # fmt: skip
 
 
+def test_report_counts_what_ran_before_the_study(finished: Study) -> None:
+    from ofabench.study.report import _before_study, _steps_section, total_wall
+
+    assert _before_study(finished) == ""  # everything ran inside this study
+    study = copy.copy(finished)
+    study.state = copy.deepcopy(finished.state)
+    steps = study.state["steps"]
+    steps["train_ps"]["summary"]["train_seconds"] = 600.0
+    steps["train_no_ps"]["summary"]["train_seconds"] = 900.0
+    steps["accuracy"]["summary"]["skipped"] = 16
+    text = _before_study(study)
+    parallel = finished.config.parallel_training
+    longest = 900.0 if parallel else 1500.0
+    assert "train_ps 10.0 min, train_no_ps 15.0 min" in text
+    assert f"With the training: {(total_wall(study) + longest) / 60:.1f} min" in text
+    assert "16 rows of the accuracy dataset were made before it" in text
+    assert "16 rows made before this study resumed it" in _steps_section(study)
+
+
 def test_a_second_run_redoes_nothing(finished: Study) -> None:
     before = copy.deepcopy(finished.state["steps"])
     again = Study(finished.config, command="again")

@@ -14,7 +14,7 @@ import torch
 from ofabench.cli import main
 from ofabench.errors import ConfigError, LatencyTableError
 from ofabench.latency.model import LatencyModel
-from ofabench.latency.profiler import fit_calibration, profile_device
+from ofabench.latency.profiler import fit_calibration, loo_errors, profile_device
 from ofabench.latency.table import LatencyTable
 from ofabench.latency.validate import (
     _kendall_tau_b,
@@ -96,6 +96,39 @@ def test_implausible_affine_calibration_falls_back_to_ratio(calibrated_table: Pa
     good, method = fit_calibration(model, archs, 1.06 * sums + 0.1, "affine")
     assert method == "affine" and good.scale == pytest.approx(1.06)
     assert good.overhead_ms == pytest.approx(0.1)
+
+
+def test_loo_errors_by_hand() -> None:
+    sums = np.array([1.0, 2.0, 4.0])
+    measured = 1.1 * sums
+    errors = loo_errors(sums, measured)
+    assert errors["plain"] == pytest.approx(1 - 1 / 1.1)
+    assert errors["ratio"] == pytest.approx(0.0, abs=1e-12)
+    assert errors["affine"] == pytest.approx(0.0, abs=1e-12)
+    # ratios 1.0, 1.2, 1.25; leaving one out, the median of the other two predicts it
+    errors = loo_errors(sums, np.array([1.0, 2.4, 5.0]))
+    assert errors["plain"] == pytest.approx((0 + 0.4 / 2.4 + 0.2) / 3)
+    ratio_errors = [1.225 * 1 / 1.0 - 1, 1 - 1.125 * 2 / 2.4, 1 - 1.1 * 4 / 5.0]
+    assert errors["ratio"] == pytest.approx(np.mean(ratio_errors))
+
+
+def test_auto_calibration_keeps_the_sum_when_fitting_does_not_help(
+    calibrated_table: Path,
+) -> None:
+    space = tiny_space((24, 32))
+    model = LatencyModel(LatencyTable.load(calibrated_table), space)
+    archs = [space.sample(seed) for seed in range(8)]
+    sums = model.predict_batch(archs)
+    noise = np.array([1.03, 0.97, 1.02, 0.98, 1.01, 0.99, 1.03, 0.97])  # no systematic part
+    fitted, method = fit_calibration(model, archs, sums * noise, "auto")
+    assert method.startswith("auto: plain (leave-one-out mean error plain 2.")
+    assert fitted.scale == 1.0 and fitted.overhead_ms == 0.0
+    fitted, method = fit_calibration(model, archs, 1.2 * sums * noise, "auto")
+    assert method.split(" (")[0] in ("auto: ratio", "auto: affine")
+    assert fitted.predict(archs[0]) == pytest.approx(1.2 * sums[0], rel=0.04)
+    fitted, method = fit_calibration(model, archs[:2], 1.1 * sums[:2], "auto")
+    assert method == "auto: affine (fewer than 3 subnets: no leave-one-out choice)"
+    assert fitted.predict(archs[0]) == pytest.approx(1.1 * sums[0], rel=1e-6)
 
 
 # -- the run ----------------------------------------------------------------------------------------

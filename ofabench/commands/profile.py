@@ -139,10 +139,11 @@ def _add_measure_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed of sampled subnets")
     p.add_argument(
         "--calibration-method",
-        choices=["affine", "ratio"],
-        default="affine",
+        choices=["auto", "affine", "ratio"],
+        default="auto",
         help="affine: least-squares scale and overhead; ratio: median measured/sum, no overhead "
-        "(robust with few or noisy subnets)",
+        "(robust with few or noisy subnets); auto (default): whichever of the plain sum, ratio "
+        "and affine predicts the measured subnets best, left out one at a time",
     )
     add_json(p)
 

@@ -33,7 +33,10 @@ machine only ever add time); those still unsettled are listed in the provenance.
 op pays the per-call cost once). ``K`` random subnets are measured end to end and
 ``measured = scale * lut_sum + overhead_ms`` is fitted: by least squares
 (``calibration_method="affine"``, :meth:`LatencyModel.fit_overhead`) or as the median ratio
-(``"ratio"``, overhead 0: robust with few, noisy subnets). :func:`latency_model` builds the
+(``"ratio"``, overhead 0: robust with few, noisy subnets); the default ``"auto"`` keeps whichever
+of the plain sum, ``ratio`` and ``affine`` predicts each measured subnet best from the others
+(leave-one-out), so a calibration never makes the table worse on its own evidence (on a machine
+whose speed drifts, an affine fit to ten subnets can). :func:`latency_model` builds the
 calibrated model from the table; a later run that re-measures entries re-fits it only when given
 ``calibrate`` again.
 
@@ -52,7 +55,7 @@ provenance says what was done::
         "runs": [{"started": ..., "measured": ..., "fitted": ..., "wall_s": ...}, ...],
     }
     provenance["calibration"] = {"scale": ..., "overhead_ms": ..., "n": K, "seed": ...,
-                                 "method": "affine" | "ratio", "description": ...,
+                                 "method": "affine" | "ratio" | "auto: ...", "description": ...,
                                  "points": [{"arch": {...}, "measured_ms": ...}, ...]}
 """
 
@@ -102,6 +105,8 @@ CALIBRATION_METHODS = {
     "measured end to end",
     "ratio": "scale = median(measured / lut_sum) over random subnets measured end to end, "
     "overhead_ms = 0",
+    "auto": "whichever of plain sum, ratio and affine has the smallest leave-one-out error over "
+    "the random subnets measured end to end",
 }
 SCALE_RANGE = (0.8, 1.25)  # plausible calibration scales; outside, the affine fit fitted noise
 MAX_FIT_RMS = 0.05  # a group whose line misses its points by more (RMS / mean) is measured
@@ -559,11 +564,16 @@ def fit_calibration(
     overhead -- one robust parameter, for few or noisy measurements spanning a narrow range of
     sums, where the affine fit's slope and intercept trade off. An affine fit whose scale falls
     outside ``SCALE_RANGE`` (noise, not a device effect: it can even be negative) is replaced by
-    the ratio fit, with a warning, and the method returned says so."""
+    the ratio fit, with a warning, and the method returned says so. ``auto``: the one of the
+    plain sum (scale 1, no overhead), ``ratio`` and ``affine`` whose leave-one-out predictions
+    of the measured subnets have the smallest mean relative error (:func:`loo_errors`); the
+    method returned names the choice and the errors."""
     if method not in CALIBRATION_METHODS:
         raise ConfigError(
             f"unknown calibration method {method!r}; allowed: {list(CALIBRATION_METHODS)}"
         )
+    if method == "auto":
+        return _fit_auto(model, archs, measured_ms)
     if method == "affine":
         fitted = model.fit_overhead(archs, measured_ms)
         low, high = SCALE_RANGE
@@ -579,6 +589,50 @@ def fit_calibration(
     sums = model.lut_sum_batch(ArchBatch.from_archs(list(archs)))
     scale = float(np.median(np.asarray(measured_ms, dtype=np.float64) / sums))
     return LatencyModel(model.table, model.space, overhead_ms=0.0, scale=scale), method
+
+
+def loo_errors(sums: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+    """Mean relative error of each calibration method's leave-one-out prediction of every
+    measured subnet from the others (``plain``: the sum itself, nothing fitted)."""
+    sums = np.asarray(sums, dtype=np.float64)
+    measured = np.asarray(measured, dtype=np.float64)
+    errors: dict[str, list[float]] = {"plain": [], "ratio": [], "affine": []}
+    low, high = SCALE_RANGE
+    for i in range(len(sums)):
+        rest = np.arange(len(sums)) != i
+        x, y = sums[rest], measured[rest]
+        ratio = float(np.median(y / x))
+        scale, overhead = ratio, 0.0
+        if np.ptp(x) > 0:
+            design = np.stack([x, np.ones_like(x)], axis=1)
+            (a, b), *_ = np.linalg.lstsq(design, y, rcond=None)
+            if low <= a <= high:
+                scale, overhead = float(a), float(b)
+        for name, pred in (
+            ("plain", sums[i]),
+            ("ratio", ratio * sums[i]),
+            ("affine", scale * sums[i] + overhead),
+        ):
+            errors[name].append(abs(pred / measured[i] - 1.0))
+    return {name: float(np.mean(v)) for name, v in errors.items()}
+
+
+def _fit_auto(
+    model: LatencyModel, archs: Sequence[ArchConfig], measured_ms: Sequence[float] | np.ndarray
+) -> tuple[LatencyModel, str]:
+    measured = np.asarray(measured_ms, dtype=np.float64)
+    if len(measured) < 3:  # leaving one out of two leaves nothing to fit on
+        fitted, used = fit_calibration(model, archs, measured, "affine")
+        return fitted, f"auto: {used} (fewer than 3 subnets: no leave-one-out choice)"
+    sums = model.lut_sum_batch(ArchBatch.from_archs(list(archs)))
+    errors = loo_errors(sums, measured)
+    choice = min(errors, key=lambda name: (errors[name], name != "plain"))
+    detail = ", ".join(f"{name} {100 * err:.2f}%" for name, err in errors.items())
+    if choice == "plain":
+        fitted, used = LatencyModel(model.table, model.space), "plain"
+    else:
+        fitted, used = fit_calibration(model, archs, measured, choice)
+    return fitted, f"auto: {used} (leave-one-out mean error {detail})"
 
 
 def _calibrate(
@@ -628,7 +682,7 @@ def _fit_calibration(
         method,
     )
     summary = {"scale": fitted.scale, "overhead_ms": fitted.overhead_ms, "n": len(used)}
-    description = CALIBRATION_METHODS[used_method.split()[0]]
+    description = CALIBRATION_METHODS[used_method.split()[0].rstrip(":")]
     calib.update(summary, method=used_method, description=description, points=used)
     log.info(
         "calibration (%s) on %d subnets: measured = %.4f * lut_sum %+.4f ms",
@@ -699,7 +753,7 @@ def profile_device(
     calibrate: int = 0,
     seed: int = 0,
     save_every_s: float | None = None,
-    calibration_method: str = "affine",
+    calibration_method: str = "auto",
     remeasure_unstable: bool = True,
     max_fit_rms: float = MAX_FIT_RMS,
 ) -> ProfileResult:

@@ -248,7 +248,7 @@ def validate_device(
     calibrate_split: float | None = None,
     passes: int = 1,
     progress: ProgressCallback | None = None,
-    calibration_method: str = "affine",
+    calibration_method: str = "auto",
 ) -> ValidationResult:
     """Measure ``n`` random subnets end to end on the device and compare them with the table's
     predictions (see the module docstring); resumes an interrupted run in ``out_dir``."""

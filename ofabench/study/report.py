@@ -177,9 +177,43 @@ def _setup_section(study: Study, prov: Mapping[str, Any]) -> str:
         f"{prov.get('python', '?')}; ofabench {prov.get('ofabench', '?')}; "
         + ", ".join(f"{k} {v}" for k, v in prov.get("versions", {}).items())
         + ".",
-        f"- Total wall time of the steps: {_minutes(total_wall(study))} min (per step below).",
+        f"- Total wall time of the steps as this study ran them: {_minutes(total_wall(study))} "
+        "min (per step below)." + _before_study(study),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _before_study(study: Study) -> str:
+    """What ran before the study resumed it and so is missing from the steps' wall times."""
+    extra = []
+    trained = {}
+    for name in ("train_ps", "train_no_ps"):
+        e = study.state["steps"].get(name, {})
+        seconds = (e.get("summary") or {}).get("train_seconds")
+        if seconds is not None and seconds > e.get("wall_s", 0.0) + 60.0:
+            trained[name] = seconds
+    if trained:
+        parts = ", ".join(f"{k} {v / 60:.1f} min" for k, v in trained.items())
+        how = "side by side, so the longer counts" if study.config.parallel_training else "in turn"
+        longest = max(trained.values()) if study.config.parallel_training else sum(trained.values())
+        extra.append(
+            f"training ran before the study resumed it ({parts} of epochs, {how}: "
+            f"{longest / 60:.1f} min)"
+        )
+        with_training = total_wall(study) + longest
+    else:
+        with_training = None
+    skipped = (study.state["steps"].get("accuracy", {}).get("summary") or {}).get("skipped", 0)
+    if skipped:
+        extra.append(
+            f"{skipped} rows of the accuracy dataset were made before it and are not timed here"
+        )
+    if not extra:
+        return ""
+    text = " Not included: " + "; ".join(extra) + "."
+    if with_training is not None:
+        text += f" With the training: {_minutes(with_training)} min."
+    return text
 
 
 def total_wall(study: Study) -> float:
@@ -318,8 +352,8 @@ def _fronts_section(
 ) -> str:
     text = "## Accuracy–latency fronts per device\n\n"
     text += (
-        f"Budgets are spread evenly between the {100 * study.config.search.low_quantile:g}th "
-        "percentile of random subnets' latency and the largest subnet's latency in each "
+        "Budgets are spread evenly between the "
+        f"{100 * study.config.search.low_quantile:g}% quantile of random subnets' latency and the largest subnet's latency in each "
         "device's table. *Predicted* series: OFA's evolutionary search, random search with as "
         "many evaluations, uniform scaling. *Measured* series: the subnets OFA's search chose, "
         "evaluated on the PS supernet and on the no-PS supernet (no retraining), and the archs "
@@ -389,6 +423,11 @@ def _steps_section(study: Study) -> str:
             note = (
                 f"training epochs took {trained / 60:.1f} min, partly before this study resumed it"
             )
+        skipped = (e.get("summary") or {}).get("skipped", 0) if name == "accuracy" else 0
+        if skipped:
+            note = f"{skipped} rows made before this study resumed it (not timed here)"
+        if name == "report" and e.get("status") == "running":
+            note = "this report, being written"
         rows.append([name, e.get("status"), _minutes(e.get("wall_s")), e.get("attempts", 1),
                      e.get("finished", ""), note])  # fmt: skip
     return (
