@@ -574,21 +574,40 @@ def fit_calibration(
         )
     if method == "auto":
         return _fit_auto(model, archs, measured_ms)
-    if method == "affine":
-        fitted = model.fit_overhead(archs, measured_ms)
-        low, high = SCALE_RANGE
-        if low <= fitted.scale <= high:
-            return fitted, method
+    sums = model.lut_sum_batch(ArchBatch.from_archs(list(archs)))
+    measured = np.asarray(measured_ms, dtype=np.float64)
+    if measured.shape != sums.shape:
+        raise LatencyTableError(
+            f"calibration got {len(sums)} archs but {measured.size} measurements"
+        )
+    scale, overhead, used = _fit_sums(sums, measured, method)
+    if used != method:
         log.warning(
-            "affine calibration gave scale %.3g (outside %s: the measurements are too noisy or "
-            "too few); using the median ratio instead",
-            fitted.scale,
+            "%s calibration fell back to the median ratio: %s (the measurements are too noisy "
+            "or too few; plausible scales lie in %s)",
+            method,
+            used,
             SCALE_RANGE,
         )
-        method = f"ratio (affine scale {fitted.scale:.3g} rejected)"
-    sums = model.lut_sum_batch(ArchBatch.from_archs(list(archs)))
-    scale = float(np.median(np.asarray(measured_ms, dtype=np.float64) / sums))
-    return LatencyModel(model.table, model.space, overhead_ms=0.0, scale=scale), method
+    return LatencyModel(model.table, model.space, overhead_ms=overhead, scale=scale), used
+
+
+def _fit_sums(sums: np.ndarray, measured: np.ndarray, method: str) -> tuple[float, float, str]:
+    """``(scale, overhead_ms, method used)`` of ``measured ~ scale * sums + overhead``: least
+    squares for ``affine`` when its scale is plausible, else (and for ``ratio``) the median
+    ratio with no overhead."""
+    used = method
+    if method == "affine":
+        if len(sums) >= 2 and np.ptp(sums) > 0:
+            design = np.stack([sums, np.ones_like(sums)], axis=1)
+            (scale, overhead), *_ = np.linalg.lstsq(design, measured, rcond=None)
+            low, high = SCALE_RANGE
+            if low <= scale <= high:
+                return float(scale), float(overhead), used
+            used = f"ratio (affine scale {scale:.3g} rejected)"
+        else:
+            used = "ratio (affine needs two different sums)"
+    return float(np.median(measured / sums)), 0.0, used
 
 
 def loo_errors(sums: np.ndarray, measured: np.ndarray) -> dict[str, float]:
@@ -597,23 +616,14 @@ def loo_errors(sums: np.ndarray, measured: np.ndarray) -> dict[str, float]:
     sums = np.asarray(sums, dtype=np.float64)
     measured = np.asarray(measured, dtype=np.float64)
     errors: dict[str, list[float]] = {"plain": [], "ratio": [], "affine": []}
-    low, high = SCALE_RANGE
     for i in range(len(sums)):
         rest = np.arange(len(sums)) != i
-        x, y = sums[rest], measured[rest]
-        ratio = float(np.median(y / x))
-        scale, overhead = ratio, 0.0
-        if np.ptp(x) > 0:
-            design = np.stack([x, np.ones_like(x)], axis=1)
-            (a, b), *_ = np.linalg.lstsq(design, y, rcond=None)
-            if low <= a <= high:
-                scale, overhead = float(a), float(b)
-        for name, pred in (
-            ("plain", sums[i]),
-            ("ratio", ratio * sums[i]),
-            ("affine", scale * sums[i] + overhead),
-        ):
-            errors[name].append(abs(pred / measured[i] - 1.0))
+        for name in errors:
+            if name == "plain":
+                scale, overhead = 1.0, 0.0
+            else:
+                scale, overhead, _ = _fit_sums(sums[rest], measured[rest], name)
+            errors[name].append(abs((scale * sums[i] + overhead) / measured[i] - 1.0))
     return {name: float(np.mean(v)) for name, v in errors.items()}
 
 
