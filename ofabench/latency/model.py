@@ -3,7 +3,9 @@
 ``LatencyModel.predict(arch)`` sums the table's mean latency of every layer the subnet runs
 (OFA's method). ``predict_batch`` does the same for a whole population with a few numpy
 gathers: a block's input shape depends on its slot but not on earlier choices, so the cost of
-every (resolution, slot, kernel, expand) is precomputed once into one array.
+every (slot, kernel, expand, resolution) is precomputed once into one array. That array is the
+model's exact additive form (:meth:`LatencyModel.additive_cost`), which the search evaluates
+directly: the cost table is built here once, never rebuilt or probed by the search.
 
 Optional calibration: a LUT sum misses what happens between layers (memory traffic, framework
 overhead), so end-to-end measurements are often ``measured ≈ scale * lut_sum + overhead``.
@@ -15,13 +17,16 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 
 from ..errors import InvalidArchError, LatencyTableError
 from ..space import ArchBatch, ArchConfig, SpaceSpec
 from .table import LatencyTable, OpSpec, arch_ops, resolution_ops
+
+if TYPE_CHECKING:
+    from ..search.additive import AdditiveCost
 
 _INVALID = -(2**40)  # any flat index built from it stays negative, so one min() finds it
 
@@ -71,7 +76,9 @@ class LatencyModel:
         self.resolutions: tuple[int, ...] = tuple(fixed)
         """The resolutions of the space this model can predict (restrict a search to these)."""
         self._fixed = np.array(list(fixed.values()))
-        self._flat_blocks = np.stack(list(blocks.values())).ravel()
+        self._blocks = np.ascontiguousarray(np.stack(list(blocks.values()), axis=-1))
+        self._flat_blocks = self._blocks.ravel()
+        self._additive: tuple[float, float, AdditiveCost] | None = None
         self._build_indices()
 
     def _resolution_costs(self, r: int) -> tuple[float, np.ndarray] | None:
@@ -95,18 +102,17 @@ class LatencyModel:
 
     def _build_indices(self) -> None:
         """Lookup arrays turning an :class:`ArchBatch` into positions in ``_flat_blocks``, laid
-        out ``[resolution, slot, kernel, expand]``; invalid values map to ``_INVALID``."""
+        out ``[slot, kernel, expand, resolution]``; invalid values map to ``_INVALID``."""
         space = self.space
-        n_k, n_e = len(space.kernel_choices), len(space.expand_choices)
+        n_k, n_e, n_r = len(space.kernel_choices), len(space.expand_choices), len(self.resolutions)
         self._r_index = _index_of(self.resolutions)
-        self._r_offset = np.where(
-            self._r_index < 0, _INVALID, self._r_index * (space.n_blocks * n_k * n_e)
-        )
+        self._r_offset = np.where(self._r_index < 0, _INVALID, self._r_index)
         k_index, e_index = _index_of(space.kernel_choices), _index_of(space.expand_choices)
         invalid = (k_index[:, None] < 0) | (e_index[None, :] < 0)
-        self._ke_index = np.where(invalid, _INVALID, k_index[:, None] * n_e + e_index[None, :])
+        ke = (k_index[:, None] * n_e + e_index[None, :]) * n_r
+        self._ke_index = np.where(invalid, _INVALID, ke)
         self._d_index = _index_of(space.depth_choices)
-        self._slot_offset = np.arange(space.n_blocks) * (n_k * n_e)
+        self._slot_offset = np.arange(space.n_blocks) * (n_k * n_e * n_r)
         self._slot_in_stage = np.arange(space.n_blocks) % space.max_depth
         self._stage_of_slot = np.arange(space.n_blocks) // space.max_depth
 
@@ -119,6 +125,22 @@ class LatencyModel:
                 f"profile it, or restrict the space to resolutions {list(self.resolutions)}"
             )
         return entry.mean_ms
+
+    # -- the additive form -----------------------------------------------------------------------
+    def additive_cost(self) -> AdditiveCost:
+        """:meth:`predict_batch` as an exact :class:`~ofabench.search.additive.AdditiveCost`
+        over the space restricted to :attr:`resolutions`: ``scale * fixed + overhead_ms`` per
+        resolution and ``scale * block`` per (slot, kernel, expand, resolution). The search
+        evaluates latency constraints through it by one gather per population."""
+        cached = self._additive
+        if cached is None or cached[:2] != (self.scale, self.overhead_ms):
+            from ..search.additive import AdditiveCost
+
+            space = self.space.restrict(resolutions=self.resolutions)
+            base = self.scale * self._fixed + self.overhead_ms
+            table = AdditiveCost(space, base, self.scale * self._blocks)
+            cached = self._additive = (self.scale, self.overhead_ms, table)
+        return cached[2]
 
     # -- prediction ------------------------------------------------------------------------------
     def lut_sum(self, arch: ArchConfig) -> float:

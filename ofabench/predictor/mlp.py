@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..blas import single_threaded_blas
 from ..errors import CheckpointError, ConfigError, DatasetError, InvalidArchError
-from ..search.blas import single_threaded_blas
 from ..space import ArchBatch, ArchConfig, SpaceSpec, get_space
 
 logger = logging.getLogger("ofabench")

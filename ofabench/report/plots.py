@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..search.axes import AXES_INFO
 from ..search.pareto import pareto_front
 from ..search.points import ParetoPoint, on_axis
 from .style import MethodStyle, method_order, styles
@@ -19,11 +20,7 @@ if TYPE_CHECKING:
 
 DPI = 220
 LEGEND_INSIDE_MAX = 6  # with more methods the legend goes beside the axes
-AXIS_LABELS = {
-    "latency_ms": "Latency on {device} (ms)",
-    "mmacs": "MACs (millions)",
-    "mparams": "Parameters (millions)",
-}
+AXIS_LABELS = {name: a.label for name, a in AXES_INFO.items()}
 
 
 def axis_label(axis: str, device: str | None) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..search.axes import AXES_INFO
 from ..search.points import ParetoPoint
 from .style import MethodStyle
 
@@ -106,7 +107,7 @@ def hypervolume_table(
 
 
 def _axis_title(axis: str, ref: Mapping[str, float]) -> str:
-    unit = {"latency_ms": "ms", "mmacs": "M MACs", "mparams": "M params"}[axis]
+    unit = AXES_INFO[axis].unit
     return f"{axis} (ref ≤ {ref['cost']:g} {unit}, ≥ {100 * ref['accuracy']:.0f}%)"
 
 

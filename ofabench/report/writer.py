@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..provenance import atomic_open
+from ..search.axes import AXES, AXES_INFO
 from ..search.points import ParetoPoint
 from ..search.sweep import points_of
 from .plots import axis_label, plot_accuracy_vs
@@ -18,11 +19,7 @@ from .tables import best_table, hypervolume_table, markdown_table, points_frame,
 
 logger = logging.getLogger("ofabench")
 
-FILES = {
-    "latency_ms": "accuracy_latency.png",
-    "mmacs": "accuracy_macs.png",
-    "mparams": "accuracy_params.png",
-}
+FILES = {name: a.figure for name, a in AXES_INFO.items()}
 
 
 def write_report(
@@ -125,7 +122,7 @@ def _commands(doc: Mapping[str, Any], command: str) -> str:
 
 def _figures(files: Mapping[str, Path]) -> str:
     lines = ["## Plots", ""]
-    for axis in ("latency_ms", "mmacs", "mparams"):
+    for axis in AXES:
         if axis in files:
             lines.append(f"![top-1 vs {axis}]({files[axis].name})")
             lines.append("")

@@ -5,26 +5,29 @@ slot, kernel, expand ratio and the input resolution). Knowing the table lets the
 a constraint for a whole population with one gather in *choice-index* space, and find the exact
 smallest value any subnet reaches (a small dynamic programme over stage depths).
 
-:meth:`AdditiveCost.probe` recovers the table of any black-box batch function by least squares
-on random subnets and keeps it only if it then reproduces the function exactly on fresh ones;
-a function that is not additive gets ``None`` and is simply called as it is.
+Where the tables come from: MACs and parameters from per-layer counts
+(:meth:`AdditiveCost.from_layer_costs`); latency from the
+:class:`~ofabench.latency.LatencyModel` itself (``LatencyModel.additive_cost()``, its own
+arrays). Only a black-box batch function goes through :meth:`AdditiveCost.probe`, which
+recovers its table by least squares on random subnets and keeps it only if it then reproduces
+the function exactly on fresh ones; a function that is not additive gets ``None`` and is simply
+called as it is.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
+from ..blas import single_threaded_blas
 from ..space import ArchBatch, SpaceSpec
-from .blas import single_threaded_blas
-
-if TYPE_CHECKING:
-    from .evolution import Genome
+from .genome import Genome
 
 logger = logging.getLogger("ofabench")
 
@@ -65,8 +68,6 @@ class AdditiveCost:
 
     @functools.cached_property
     def _genome(self) -> Genome:
-        from .evolution import Genome
-
         return Genome(self.space)
 
     def _layout(self) -> _Layout:
@@ -108,13 +109,20 @@ class AdditiveCost:
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
+    def from_layer_costs(
+        cls, space: SpaceSpec, layer_cost: Callable[[Any], float], scale: float = 1.0
+    ) -> AdditiveCost:
+        """The exact table of ``sum(layer_cost(layer))`` over a subnet's layers, times ``scale``
+        (``layer_cost`` is e.g. :func:`ofabench.latency.counting.layer_macs`)."""
+        base, blocks = _layer_cost_table(space, layer_cost)
+        return cls(space, base * scale, blocks * scale)
+
+    @classmethod
     def probe(
         cls, space: SpaceSpec, fn: BatchFn, seed: int = 0, tolerance: float = RELATIVE_TOLERANCE
     ) -> AdditiveCost | None:
         """Recover the additive table of ``fn`` over ``space`` by least squares on random
         subnets; None if ``fn`` is not exactly additive (checked on fresh random subnets)."""
-        from .evolution import Genome
-
         genome, rng = Genome(space), np.random.default_rng(seed)
         layout = layout_of(space)
         n_unknown = 1 + space.n_blocks * len(space.kernel_choices) * len(space.expand_choices)
@@ -265,8 +273,8 @@ def _fit(
     return base, blocks
 
 
-def _call(fn: BatchFn, genome: object, genes: np.ndarray) -> np.ndarray:
-    batch = genome.to_batch(genome.values(genes))  # type: ignore[attr-defined]
+def _call(fn: BatchFn, genome: Genome, genes: np.ndarray) -> np.ndarray:
+    batch = genome.to_batch(genome.values(genes))
     return np.asarray(fn(batch), dtype=np.float64).reshape(-1)
 
 
@@ -286,16 +294,47 @@ def _same_shape(a: SpaceSpec, b: SpaceSpec) -> bool:
     return shape_a == shape_b
 
 
-# -- a bounded cache for probed tables (a sweep searches the same model many times) ------------
-_PROBE_CACHE: dict[tuple[object, SpaceSpec], AdditiveCost | None] = {}
-_PROBE_CACHE_SIZE = 8
+# -- probed tables, remembered while their function's owner lives ----------------------------
+_PROBED: weakref.WeakKeyDictionary[Any, dict[tuple[Any, SpaceSpec], AdditiveCost | None]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def probe_cached(space: SpaceSpec, fn: BatchFn) -> AdditiveCost | None:
-    """:meth:`AdditiveCost.probe`, remembered for the last few (function, space) pairs."""
-    key = (fn, space)
-    if key not in _PROBE_CACHE:
-        if len(_PROBE_CACHE) >= _PROBE_CACHE_SIZE:
-            _PROBE_CACHE.pop(next(iter(_PROBE_CACHE)))
-        _PROBE_CACHE[key] = AdditiveCost.probe(space, fn)
-    return _PROBE_CACHE[key]
+    """:meth:`AdditiveCost.probe`, remembered per (function, space) for as long as the object
+    that owns ``fn`` (a bound method's instance, else the function) is alive: a sweep searches
+    the same black-box model many times, and the cache never keeps a model alive."""
+    owner, func = getattr(fn, "__self__", fn), getattr(fn, "__func__", None)
+    try:
+        tables = _PROBED.setdefault(owner, {})
+    except TypeError:  # not weakly referenceable: probe every time
+        return AdditiveCost.probe(space, fn)
+    key = (func, space)
+    if key not in tables:
+        tables[key] = AdditiveCost.probe(space, fn)
+    return tables[key]
+
+
+@functools.lru_cache(maxsize=16)
+def _layer_cost_table(
+    space: SpaceSpec, layer_cost: Callable[[Any], float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-resolution fixed cost (R,) and per-block cost (n_blocks, K, E, R) of ``space``.
+
+    A block's cost depends only on its slot, kernel, expand ratio and the input resolution
+    (strides sit on a stage's first slot, which always runs), so a subnet's cost is the fixed
+    part plus the costs of its active slots.
+    """
+    kc, ec, res = space.kernel_choices, space.expand_choices, space.resolutions
+    depth = max(space.depth_choices)
+    base = np.zeros(len(res))
+    blocks = np.zeros((space.n_blocks, len(kc), len(ec), len(res)))
+    slots = [s * space.max_depth + j for s in range(space.n_stages) for j in range(depth)]
+    for ri, r in enumerate(res):
+        for ki, k in enumerate(kc):
+            for ei, e in enumerate(ec):
+                layers = space.layers(space.uniform(k, e, depth, r))
+                costs = [layer_cost(layer) for layer in layers]
+                blocks[slots, ki, ei, ri] = costs[2 : 2 + len(slots)]
+                base[ri] = sum(costs) - sum(costs[2 : 2 + len(slots)])
+    return base, blocks

@@ -15,22 +15,15 @@ from __future__ import annotations
 import re
 
 from ..errors import ConfigError
+from .axes import AXES_INFO, AXIS_OF_KIND, axis_of_kind
 
-# kind -> unit -> factor to the kind's canonical unit (ms, millions, millions)
-UNITS: dict[str, dict[str, float]] = {
-    "latency": {"us": 1e-3, "ms": 1.0, "s": 1e3},
-    "macs": {"k": 1e-3, "m": 1.0, "g": 1e3},
-    "params": {"k": 1e-3, "m": 1.0, "g": 1e3},
-}
-CANONICAL = {"latency": "ms", "macs": "M MACs", "params": "M params"}
-AXIS_OF_KIND = {"latency": "latency_ms", "macs": "mmacs", "params": "mparams"}
+# kind -> unit -> factor to the kind's canonical unit (ms, millions, millions): from the axis table
+UNITS: dict[str, dict[str, float]] = {a.kind: dict(a.units) for a in AXES_INFO.values()}
 _ITEM = re.compile(r"^\s*(-?[0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
 
 
 def _units(kind: str) -> dict[str, float]:
-    if kind not in UNITS:
-        raise ConfigError(f"unknown budget kind {kind!r}; allowed: {sorted(UNITS)}")
-    return UNITS[kind]
+    return dict(axis_of_kind(kind).units)
 
 
 def _split(text: str, kind: str) -> tuple[float, str | None]:
@@ -47,12 +40,11 @@ def _split(text: str, kind: str) -> tuple[float, str | None]:
 
 
 def _unit_names(kind: str) -> str:
-    names = {"us": "us", "ms": "ms", "s": "s", "k": "K", "m": "M", "g": "G"}
-    return ", ".join(names[u] for u in _units(kind))
+    return ", ".join(axis_of_kind(kind).unit_names)
 
 
 def _example(kind: str) -> str:
-    return {"latency": "25ms", "macs": "300M", "params": "5M"}.get(kind, "25ms")
+    return axis_of_kind(kind).example if kind in AXIS_OF_KIND else "25ms"
 
 
 def parse_budget(text: str, kind: str) -> float:

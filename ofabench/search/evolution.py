@@ -23,7 +23,6 @@ costs, before any sampling).
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import time
@@ -33,10 +32,11 @@ from typing import Any
 
 import numpy as np
 
+from ..blas import single_threaded_blas
 from ..errors import ConfigError, InfeasibleConstraintError
 from ..space import ArchBatch, ArchConfig, SpaceSpec
 from .additive import AdditiveCost, StackedCost, layout_of, probe_cached
-from .blas import single_threaded_blas
+from .genome import Genome
 
 logger = logging.getLogger("ofabench")
 
@@ -85,39 +85,13 @@ class Constraint:
         return None
 
 
-@functools.lru_cache(maxsize=16)
-def _cost_table(
-    space: SpaceSpec, layer_cost: Callable[[Any], int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-resolution fixed cost (R,) and per-block cost (n_blocks, K, E, R) of ``space``.
-
-    A block's cost depends only on its slot, kernel, expand ratio and the input resolution
-    (strides sit on a stage's first slot, which always runs), so a subnet's cost is the fixed
-    part plus the costs of its active slots.
-    """
-    kc, ec, res = space.kernel_choices, space.expand_choices, space.resolutions
-    depth = max(space.depth_choices)
-    base = np.zeros(len(res))
-    blocks = np.zeros((space.n_blocks, len(kc), len(ec), len(res)))
-    slots = [s * space.max_depth + j for s in range(space.n_stages) for j in range(depth)]
-    for ri, r in enumerate(res):
-        for ki, k in enumerate(kc):
-            for ei, e in enumerate(ec):
-                layers = space.layers(space.uniform(k, e, depth, r))
-                costs = [layer_cost(layer) for layer in layers]
-                blocks[slots, ki, ei, ri] = costs[2 : 2 + len(slots)]
-                base[ri] = sum(costs) - sum(costs[2 : 2 + len(slots)])
-    return base, blocks
-
-
 def block_cost_fn(
     space: SpaceSpec, layer_cost: Callable[[Any], int], scale: float = 1.0
 ) -> AdditiveCost:
     """A vectorised cost (``sum(layer_cost(layer))`` over a subnet's layers, times ``scale``):
     an :class:`~.additive.AdditiveCost`, callable on whole batches; ``layer_cost`` is e.g.
     ``ofabench.latency.counting.layer_macs``."""
-    base, blocks = _cost_table(space, layer_cost)
-    return AdditiveCost(space, base * scale, blocks * scale)
+    return AdditiveCost.from_layer_costs(space, layer_cost, scale)
 
 
 def macs_fn(space: SpaceSpec) -> AdditiveCost:
@@ -149,10 +123,13 @@ def params_constraint(space: SpaceSpec, limit: float) -> Constraint:
 def latency_constraint(model: Any, limit: float, name: str = "latency_ms") -> Constraint:
     """Latency <= ``limit`` ms from any object with ``predict_batch(batch) -> ms array``.
 
-    A latency-table model is a sum over layers, so the search recovers its additive table once
-    (checked exact, see :meth:`~.additive.AdditiveCost.probe`) and evaluates it by array
-    lookups; a model that is not additive is called as it is."""
-    return Constraint(name, float(limit), model.predict_batch, probe=True)
+    A :class:`~ofabench.latency.LatencyModel` gives its exact additive form
+    (``additive_cost()``), which the search evaluates by array lookups; any other model is a
+    black box whose table the search tries to recover once (checked exact, see
+    :meth:`~.additive.AdditiveCost.probe`), and is called as it is when it is not additive."""
+    form = getattr(model, "additive_cost", None)
+    table = form() if callable(form) else None
+    return Constraint(name, float(limit), model.predict_batch, table=table, probe=table is None)
 
 
 # -- results -----------------------------------------------------------------------------------
@@ -184,129 +161,6 @@ class SearchResult:
             "wall_time_s": float(self.wall_time_s),
             "settings": dict(self.settings),
         }
-
-
-# -- architectures as rows of one matrix -------------------------------------------------------
-class Genome:
-    """The row layout ``ks | e | d | r`` of a space, and the batch operations on it.
-
-    Rows of *values* (kernel sizes, expand ratios, depths, resolution) are what
-    :meth:`to_batch` and the public operators use; the search itself works on rows of *choice
-    indices* (``uint8``, see :meth:`random_index`, :meth:`indices`, :meth:`values`).
-    """
-
-    def __init__(self, space: SpaceSpec) -> None:
-        self.space = space
-        nb, ns = space.n_blocks, space.n_stages
-        self.groups = (
-            [space.kernel_choices] * nb
-            + [space.expand_choices] * nb
-            + [space.depth_choices] * ns
-            + [space.resolutions]
-        )
-        width = max(len(g) for g in self.groups)
-        if width > 255:
-            raise ConfigError(f"space {space.name!r} has more than 255 choices for one gene")
-        self.options = np.array([list(g) + [g[-1]] * (width - len(g)) for g in self.groups])
-        self.counts = np.array([len(g) for g in self.groups], dtype=np.float64)
-        self.columns = np.arange(len(self.groups))[None, :]
-        self._cuts = (nb, 2 * nb, 2 * nb + ns)
-        # mutation: one coin per slot (kernel and expand together), per stage, for the resolution
-        self._coin_of_column = np.r_[np.arange(nb), np.arange(nb), nb + np.arange(ns + 1)]
-        self._thresholds: dict[tuple[float, float], np.ndarray] = {}
-        self._luts = [_index_lut(c) for c in self._choice_sets()]
-
-    def _choice_sets(self) -> tuple[tuple[int, ...], ...]:
-        s = self.space
-        return (s.kernel_choices, s.expand_choices, s.depth_choices, s.resolutions)
-
-    @property
-    def n_genes(self) -> int:
-        return len(self.groups)
-
-    # -- index space --------------------------------------------------------------------------
-    def random_index(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` uniformly random rows of choice indices (every choice independent)."""
-        return (rng.random((n, self.n_genes)) * self.counts).astype(np.uint8)
-
-    def mutate_index(
-        self, genes: np.ndarray, rng: np.random.Generator, prob: float, resolution_prob: float
-    ) -> np.ndarray:
-        """OFA's mutation of every row of indices (see :meth:`mutate`)."""
-        thresholds = self._coin_thresholds(prob, resolution_prob)
-        hit = (rng.random((len(genes), len(thresholds))) < thresholds)[:, self._coin_of_column]
-        fresh = (rng.random(genes.shape) * self.counts).astype(np.uint8)
-        return np.where(hit, fresh, genes)
-
-    def _coin_thresholds(self, prob: float, resolution_prob: float) -> np.ndarray:
-        key = (prob, resolution_prob)
-        if key not in self._thresholds:
-            n_coins = self.space.n_blocks + self.space.n_stages + 1
-            self._thresholds[key] = np.r_[np.full(n_coins - 1, prob), resolution_prob]
-        return self._thresholds[key]
-
-    def values(self, genes: np.ndarray) -> np.ndarray:
-        """Rows of choice indices -> rows of choice values (int64)."""
-        return self.options[self.columns, genes]
-
-    def indices(self, values: np.ndarray) -> np.ndarray:
-        """Rows of choice values -> rows of choice indices; raises on values not in the space."""
-        values = np.asarray(values, dtype=np.int64)
-        i, j, k = self._cuts
-        parts = [values[:, :i], values[:, i:j], values[:, j:k], values[:, k:]]
-        names = ("ks", "e", "d", "r")
-        out = [
-            _lookup(lut, part, name, choices)
-            for lut, part, name, choices in zip(self._luts, parts, names, self._choice_sets())
-        ]
-        return np.concatenate(out, axis=1).astype(np.uint8)
-
-    # -- value space (the public operators) ---------------------------------------------------
-    def random(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` uniformly random rows of values (every choice independent)."""
-        return self.values(self.random_index(n, rng))
-
-    def mutate(
-        self, genes: np.ndarray, rng: np.random.Generator, prob: float, resolution_prob: float
-    ) -> np.ndarray:
-        """OFA's mutation of every row of values: one coin per slot for its kernel and expand
-        ratio, one per stage depth, one (``resolution_prob``) for the resolution."""
-        return self.values(self.mutate_index(self.indices(genes), rng, prob, resolution_prob))
-
-    @staticmethod
-    def crossover(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Each gene of each child from row ``a`` or row ``b`` with equal chance."""
-        n, width = a.shape
-        random_bytes = rng.integers(0, 256, (n, (width + 7) // 8), dtype=np.uint8)
-        take_a = np.unpackbits(random_bytes, axis=1, count=width).view(bool)
-        return np.where(take_a, a, b)
-
-    def to_batch(self, genes: np.ndarray) -> ArchBatch:
-        """An :class:`ArchBatch` view of rows of values."""
-        i, j, k = self._cuts
-        return ArchBatch(ks=genes[:, :i], e=genes[:, i:j], d=genes[:, j:k], r=genes[:, k])
-
-    @staticmethod
-    def from_batch(batch: ArchBatch) -> np.ndarray:
-        columns = [batch.ks, batch.e, batch.d, np.asarray(batch.r)[:, None]]
-        return np.concatenate(columns, axis=1).astype(np.int64)
-
-
-def _index_lut(choices: tuple[int, ...]) -> np.ndarray:
-    """value -> position in ``choices`` (-1 where a value is not a choice)."""
-    lut = np.full(max(choices) + 2, -1, dtype=np.int64)
-    lut[list(choices)] = np.arange(len(choices))
-    return lut
-
-
-def _lookup(lut: np.ndarray, values: np.ndarray, name: str, choices: tuple[int, ...]) -> np.ndarray:
-    idx = lut[np.clip(values, 0, len(lut) - 1)]
-    bad = (idx < 0) | (values < 0)
-    if bad.any():
-        raise ConfigError(
-            f"arch field {name!r} holds {values[bad].flat[0]}; allowed: {list(choices)}"
-        )
-    return idx
 
 
 @dataclass

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ConfigError, LatencyTableError
 from ..space import ArchBatch, ArchConfig, SpaceSpec, get_space
-from .budgets import AXIS_OF_KIND
+from .axes import AXES
 from .evolution import (
     Constraint,
     SearchResult,
@@ -59,7 +59,7 @@ class SearchProblem:
 
     def constraints(self, budgets: Mapping[str, float | None]) -> list[Constraint]:
         """Constraints from budgets keyed by axis (``latency_ms``, ``mmacs``, ``mparams``)."""
-        unknown = sorted(set(budgets) - set(AXIS_OF_KIND.values()))
+        unknown = sorted(set(budgets) - set(AXES))
         if unknown:
             raise ConfigError(f"unknown budget axis {unknown}; allowed: latency_ms, mmacs, mparams")
         out = []

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, InfeasibleConstraintError
+from .axes import AXES, AXES_INFO
 from .pareto import hypervolume_2d, pareto_front
-from .points import AXES, ParetoPoint, on_axis
+from .points import ParetoPoint, on_axis
 from .problem import SearchProblem, result_point, run_search
 
 logger = logging.getLogger("ofabench")
@@ -26,7 +27,7 @@ logger = logging.getLogger("ofabench")
 PARETO_FORMAT = "ofabench.pareto"
 SCHEMA_VERSION = 1
 SEARCH_METHOD = "evolution"
-UNITS = {"latency_ms": "ms", "mmacs": "M MACs", "mparams": "M params"}
+UNITS = {name: a.unit for name, a in AXES_INFO.items()}
 
 
 def pareto_sweep(
