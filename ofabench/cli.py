@@ -40,12 +40,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except OfabenchError as exc:
-        print(f"ofabench: error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(str(exc))
+    except OSError as exc:  # a file-system error no check foresaw: still one line, exit 1
+        return _fail(_os_error_text(exc))
     except KeyboardInterrupt:
         print("ofabench: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+MAX_MESSAGE = 2000
+
+
+def _fail(message: str) -> int:
+    """Print ``ofabench: error: <message>`` as one line on stderr; exit code 1."""
+    text = "; ".join(line.strip() for line in message.splitlines() if line.strip())
+    if len(text) > MAX_MESSAGE:
+        text = text[: MAX_MESSAGE - 1] + "…"
+    print(f"ofabench: error: {text}", file=sys.stderr)
+    return 1
+
+
+def _os_error_text(exc: OSError) -> str:
+    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    reason = exc.strerror or str(exc)
+    return f"{where}: {reason}" if where else reason
 
 
 if __name__ == "__main__":

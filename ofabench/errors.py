@@ -66,3 +66,8 @@ class DatasetError(OfabenchError):
 
 class StudyError(OfabenchError):
     """A step of a study failed or is missing; the message names the step and how to resume."""
+
+
+class OutputError(OfabenchError):
+    """An output path must not or cannot be written (an input of the command, a folder where a
+    file goes, a read-only folder); raised before any work is done."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import torch
 from torch import nn
 
 from .errors import ExportError, require
-from .provenance import provenance
+from .provenance import make_temp, provenance
 
 log = logging.getLogger("ofabench")
 
@@ -54,11 +53,12 @@ def export_onnx(
     leaves any earlier file at ``out`` untouched.
     """
     onnx = require("onnx", "onnx")
+    if any(not isinstance(n, int) or n < 1 for n in input_shape):
+        raise ExportError(f"input shape {tuple(input_shape)} must hold positive sizes (batch >= 1)")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     example = torch.randn(*input_shape, generator=torch.Generator().manual_seed(seed))
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    fd, tmp = make_temp(out)
     os.close(fd)
     try:
         _torch_to_onnx(model, example, tmp, opset)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import glob
 import json
+import logging
 import os
 import platform
 import sys
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import __version__
+
+log = logging.getLogger("ofabench")
 
 
 def cpu_model() -> str:
@@ -62,13 +66,57 @@ def _default_file_mode() -> int:
     return 0o666 & ~umask
 
 
+def _temp_prefix(path: Path, pid: int | None = None) -> str:
+    """Temporary files of ``path`` are ``.<name>.<pid>-<random>.tmp``: the pid tells a live
+    writer's file from one left by a process that was killed (``kill -9``) mid-write."""
+    return f".{path.name}." if pid is None else f".{path.name}.{pid}-"
+
+
+def _writer_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temps(path: str | Path) -> list[Path]:
+    """Remove the temporary files of ``path`` left by writers that no longer run (killed during
+    :func:`atomic_open`); those of live writers stay. Returns the files removed."""
+    path = Path(path)
+    prefix = _temp_prefix(path)
+    removed = []
+    with contextlib.suppress(OSError):
+        for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+            pid = tmp.name[len(prefix) :].split("-", 1)[0]
+            if pid.isdigit() and _writer_alive(int(pid)):
+                continue
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
+    if removed:
+        log.info("removed %d stale temporary file(s) of %s", len(removed), path)
+    return removed
+
+
+def make_temp(path: str | Path) -> tuple[int, str]:
+    """A new temporary file beside ``path`` (folders made, stale temporaries of ``path``
+    removed) as ``(fd, name)``; rename it onto ``path`` when it is complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(path)
+    return tempfile.mkstemp(prefix=_temp_prefix(path, os.getpid()), suffix=".tmp", dir=path.parent)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Write ``path`` through a temporary file in the same folder, renamed into place only when
-    the block finishes without error: readers never see a half-written file."""
+    the block finishes without error: readers never see a half-written file. Temporary files of
+    ``path`` left by a killed writer are removed first."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = make_temp(path)
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -91,18 +139,11 @@ def write_json(path: str | Path, data: Any) -> None:
 
 def read_yaml_file(path: str | Path, what: str, mapping: bool = True) -> Any:
     """Parse a YAML file, or raise :class:`ConfigError` naming ``what`` it should have been
-    (missing file, unreadable, invalid YAML, or with ``mapping`` not a mapping)."""
-    import yaml
-
+    (missing file, a folder, unreadable, invalid YAML, or with ``mapping`` not a mapping)."""
     from .errors import ConfigError
+    from .files import parse_yaml, read_text
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{what} {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
+    data = parse_yaml(read_text(path, what), f"{what} {path}")
     if mapping and not isinstance(data, dict):
         raise ConfigError(f"{what} {path} must hold a mapping")
     return data

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError, InvalidArchError
+from ..files import input_file
 from ..space import ArchConfig, SpaceSpec, get_space, list_spaces, load_arch
 
 
@@ -24,7 +26,24 @@ def arch_arg(args: argparse.Namespace, space: SpaceSpec) -> ArchConfig:
         return space.min_arch()
     if value.lstrip().startswith("{"):
         return space.validate(ArchConfig.from_json(value))
-    return load_arch(Path(value), space)
+    return load_arch(input_file(value, "arch file", InvalidArchError), space)
+
+
+def input_paths(*values: str | Path | None) -> list[Path]:
+    """The values that name files (``ofa:PATH`` read as ``PATH``; presets, ``max`` and inline
+    JSON are not files): the inputs a command's outputs must not overwrite."""
+    paths = []
+    for value in values:
+        text = str(value).removeprefix("ofa:") if value is not None else ""
+        if text and not text.lstrip().startswith("{") and Path(text).exists():
+            paths.append(Path(text))
+    return paths
+
+
+def at_least(name: str, value: int | None, low: int) -> None:
+    """Refuse an integer option below ``low`` (ConfigError naming the option)."""
+    if value is not None and value < low:
+        raise ConfigError(f"{name} must be at least {low}, got {value}")
 
 
 def emit(

@@ -7,8 +7,9 @@ import json
 import logging
 
 from ..errors import ConfigError
+from ..files import check_output
 from ..space import get_space, list_spaces
-from ._common import add_json, add_space, arch_arg, emit, space_arg
+from ._common import add_json, add_space, arch_arg, at_least, emit, input_paths, space_arg
 
 log = logging.getLogger("ofabench")
 
@@ -45,6 +46,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     space = space_arg(args)
     if args.n < 1:
         raise ConfigError(f"--n must be at least 1, got {args.n}")
+    check_output(args.out, input_paths(args.space))
     rng = as_rng(args.seed)
     archs = [space.sample(rng) for _ in range(args.n)]
     text = json.dumps(archs[0].to_dict()) if args.n == 1 else "\n".join(a.to_json() for a in archs)
@@ -82,6 +84,8 @@ def cmd_export(args: argparse.Namespace) -> None:
     from ..supernet.checkpoint import load_supernet
 
     space = space_arg(args)
+    at_least("--batch", args.batch, 1)
+    check_output(args.out, input_paths(args.arch, args.checkpoint, args.space))
     arch = arch_arg(args, space)
     if args.checkpoint:
         net = load_supernet(args.checkpoint, space)

@@ -11,15 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ._common import add_json, add_space, emit, space_arg
+from ..files import check_distinct, check_output
+from ._common import add_json, add_space, emit, input_paths, space_arg
 
 log = logging.getLogger("ofabench")
 
 
 # -- fit-predictor -----------------------------------------------------------------------------
 def cmd_fit_predictor(args: argparse.Namespace) -> None:
+    from ..predictor.dataset import meta_path
     from ..predictor.mlp import fit_from_file
 
+    check_output(args.out, input_paths(args.data, meta_path(args.data), args.space))
     report = fit_from_file(
         args.data,
         space_arg(args),
@@ -47,7 +50,12 @@ def _problem(args: argparse.Namespace) -> Any:
     from ..search.problem import load_problem
 
     return load_problem(
-        space_arg(args), args.predictor, args.device, args.latency_table, args.table_root
+        space_arg(args),
+        args.predictor,
+        args.device,
+        args.latency_table,
+        args.table_root,
+        allow_space_mismatch=args.allow_space_mismatch,
     )
 
 
@@ -56,6 +64,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     from ..search.problem import run_search, search_report
 
     budgets = single_budgets(args.latency, args.macs, args.params)
+    check_output(args.out, _problem_inputs(args))
     problem = _problem(args)
     result = run_search(problem, budgets, args.method, args.population, args.generations, args.seed)
     data = search_report(problem, budgets, result)
@@ -66,12 +75,13 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 def _describe_search(d: dict[str, Any]) -> str:
     best, search = d["best"], d["search"]
+    warning = f"warning: {d['space_mismatch']}\n" if d.get("space_mismatch") else ""
     latency = (
         f", {best['latency_ms']:.2f} ms on {d['device']}"
         if best.get("latency_ms") is not None
         else ""
     )
-    return (
+    return warning + (
         f"best arch: {json.dumps(best['arch'])}\n"
         f"predicted top-1 {100 * best['accuracy']:.2f}%{latency}, {best['mmacs']:.0f}M MACs, "
         f"{best['mparams']:.2f}M params ({d['method']}, {search['n_evaluations']} evaluations, "
@@ -87,6 +97,11 @@ def cmd_pareto(args: argparse.Namespace) -> None:
     axis, budgets, fixed = sweep_spec(args.latency, args.macs, args.params)
     if args.report and not args.name:
         raise ConfigError("--report needs --name (the report's title)")
+    inputs = _problem_inputs(args) + input_paths(*args.external)
+    check_distinct({"--out": args.out, "--csv": args.csv})
+    check_output(args.out, inputs)
+    check_output(args.csv, inputs, what="--csv")
+    check_output(args.report, inputs, folder=True, what="--report")
     problem = _problem(args)
     document = pareto_sweep(
         problem,
@@ -139,7 +154,9 @@ def cmd_report(args: argparse.Namespace) -> None:
     from ..report import write_report
     from ..search.sweep import load_sweep
 
-    files = write_report(load_sweep(args.input), args.name, args.out, _command_line())
+    document = load_sweep(args.input)
+    check_output(args.out, [args.input], folder=True)
+    files = write_report(document, args.name, args.out, _command_line())
     data = {"out": str(args.out), "files": {k: str(v) for k, v in files.items()}}
     emit(args, data, lambda d: "wrote " + ", ".join(d["files"].values()))
 
@@ -152,6 +169,10 @@ def _write_json(path: str | Path, data: dict[str, Any]) -> None:
     log.info("wrote %s", path)
 
 
+def _problem_inputs(args: argparse.Namespace) -> list[Path]:
+    return input_paths(args.predictor, args.latency_table, args.space)
+
+
 def _command_line() -> str:
     return " ".join(["ofabench", *(shlex.quote(a) for a in sys.argv[1:])])
 
@@ -162,6 +183,12 @@ def _add_problem(p: argparse.ArgumentParser) -> None:
         "--predictor",
         required=True,
         help="accuracy predictor: a file from fit-predictor, or ofa:PATH for OFA's acc_predictor.pth",
+    )
+    p.add_argument(
+        "--allow-space-mismatch",
+        action="store_true",
+        help="use a predictor trained on another space than --space (OFA's acc_predictor.pth: "
+        "ofa_mbv3_w1.2); the output records it",
     )
     p.add_argument(
         "--device",

@@ -27,8 +27,20 @@ def write_report(
 ) -> dict[str, Path]:
     """Write the report of a pareto document into ``out_dir``; returns the files by role."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     points = points_of(document)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _write_files(document, points, name, out, command)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a failed report leaves no empty folder behind
+        raise
+
+
+def _write_files(
+    document: Mapping[str, Any], points: list[ParetoPoint], name: str, out: Path, command: str
+) -> dict[str, Path]:
     written = _plots(document, points, name, out)
     fronts = {a: s["fronts"] for a, s in document["summary"].items()}
     with atomic_open(out / "points.csv") as handle:

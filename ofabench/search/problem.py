@@ -6,9 +6,11 @@ Latency tables are found by device name at ``latency_tables/<device>/<space>.jso
 YAML LUT (``<r>_lookup_table.yaml``) or a folder of them. The search space is restricted to
 the resolutions the table covers (OFA's Note10 tables cover 160-224 in steps of 16).
 
-Predictors are ``ofa:PATH`` (OFA's published ``acc_predictor.pth``) or a file written by
-``ofabench fit-predictor``. Importing this module does not import torch; loading a predictor
-does.
+Predictors are ``ofa:PATH`` (OFA's published ``acc_predictor.pth``, trained on the
+``ofa_mbv3_w1.2`` space) or a file written by ``ofabench fit-predictor``; a predictor trained
+on another space than the one searched (and its latency table's) is refused unless
+``allow_space_mismatch``, which the problem records in ``space_mismatch``. Importing this
+module does not import torch; loading a predictor does.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class SearchProblem:
     latency_model: Any | None = None
     device: str | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    space_mismatch: str | None = None
 
     def constraints(self, budgets: Mapping[str, float | None]) -> list[Constraint]:
         """Constraints from budgets keyed by axis (``latency_ms``, ``mmacs``, ``mparams``)."""
@@ -105,8 +108,10 @@ def load_problem(
     device: str | None = None,
     latency_table: str | Path | None = None,
     table_root: str | Path = TABLE_ROOT,
+    allow_space_mismatch: bool = False,
 ) -> SearchProblem:
-    """Resolve the space, the latency table (by device or path) and the predictor."""
+    """Resolve the space, the latency table (by device or path) and the predictor; refuse a
+    predictor trained on another space unless ``allow_space_mismatch``."""
     space = get_space(space)
     model, device_name, table_source = None, device, None
     if device is not None or latency_table is not None:
@@ -116,11 +121,11 @@ def load_problem(
         space = _restrict_to_table(space, model.resolutions)
     from ..predictor.mlp import resolve_predictor
 
-    acc = resolve_predictor(predictor, space)
+    acc = resolve_predictor(predictor, space, allow_space_mismatch)
     sources = {"predictor": str(predictor)}
     if table_source is not None:
         sources["latency_table"] = table_source
-    return SearchProblem(space, acc, model, device_name, sources)
+    return SearchProblem(space, acc, model, device_name, sources, acc.space_mismatch)
 
 
 def load_latency_model(
@@ -134,6 +139,11 @@ def load_latency_model(
 
     source = Path(path) if path is not None else _device_table(device, space, table_root)
     table = _read_table(source, space, device)
+    if device is not None and table.device not in ("unknown", device):
+        raise LatencyTableError(
+            f"latency table {source} was measured on device {table.device!r}, not {device!r}; "
+            f"pass --device {table.device} (or leave out --device) or that device's table"
+        )
     name = device or (table.device if table.device != "unknown" else source.stem)
     return LatencyModel(table, space), name, str(source)
 
@@ -215,6 +225,8 @@ def search_report(
         "schema_version": SCHEMA_VERSION,
         "method": result.method,
         "space": problem.space.name,
+        "predictor_space": _predictor_space(problem),
+        "space_mismatch": problem.space_mismatch,
         "device": problem.device,
         "budgets": {k: v for k, v in budgets.items() if v is not None},
         "best": problem.describe(result.best),
@@ -227,6 +239,11 @@ def search_report(
         "sources": dict(problem.sources),
         "provenance": provenance(),
     }
+
+
+def _predictor_space(problem: SearchProblem) -> str | None:
+    trained = getattr(problem.predictor, "trained_space", None)
+    return None if trained is None else trained.name
 
 
 def result_point(

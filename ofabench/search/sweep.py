@@ -194,6 +194,7 @@ def _document(
         "format": PARETO_FORMAT,
         "schema_version": SCHEMA_VERSION,
         "space": problem.space.name,
+        "space_mismatch": problem.space_mismatch,
         "resolutions": list(problem.space.resolutions),
         "device": device,
         "axis": axis,
@@ -216,11 +217,13 @@ def load_sweep(path: str) -> dict[str, Any]:
     import json
     from pathlib import Path
 
+    from ..files import read_text
+
     file = Path(path)
-    if not file.is_file():
+    if not file.exists():
         raise ConfigError(f"pareto file {file} does not exist; write one with `ofabench pareto`")
     try:
-        data = json.loads(file.read_text())
+        data = json.loads(read_text(file, "pareto file"))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"pareto file {file} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict) or data.get("format") != PARETO_FORMAT:
@@ -230,7 +233,28 @@ def load_sweep(path: str) -> dict[str, Any]:
             f"{file} has schema version {data.get('schema_version')}; this ofabench reads "
             f"{SCHEMA_VERSION}"
         )
+    _check_document(file, data)
     return data
+
+
+# the keys a pareto document must have, with their JSON types (what the report reads)
+DOCUMENT_KEYS = {
+    "space": str, "resolutions": list, "axis": str, "unit": str, "budgets": list,
+    "settings": dict, "points": list, "summary": dict, "best_at_budget": dict, "sources": dict,
+}  # fmt: skip
+
+
+def _check_document(file: Any, data: Mapping[str, Any]) -> None:
+    for key, kind in DOCUMENT_KEYS.items():
+        if not isinstance(data.get(key), kind):
+            raise ConfigError(
+                f"pareto file {file}: {key!r} is missing or not a {kind.__name__}; "
+                "write the file with `ofabench pareto`"
+            )
+    try:
+        points_of(data)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"pareto file {file}: a point is malformed: {exc}") from exc
 
 
 def points_of(document: Mapping[str, Any]) -> list[ParetoPoint]:

@@ -16,14 +16,16 @@ from __future__ import annotations
 import gzip
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, DatasetError
+from ..typed_config import bounds, check, one_of
 
 log = logging.getLogger("ofabench")
 
@@ -49,21 +51,16 @@ class DataConfig:
 
     name: str = "fashion_mnist"
     root: str | None = None
-    val_size: float | None = None
-    val_seed: int = 0
-    augment: str | None = None
-    image_size: int = 32
-    max_train_images: int | None = None
+    val_size: int | float | None = field(default=None, metadata=bounds(gt=0))
+    val_seed: int = field(default=0, metadata=bounds(ge=0))
+    augment: str | None = field(default=None, metadata=one_of(*AUGMENTATIONS))
+    image_size: int = field(default=32, metadata=bounds(ge=1))
+    max_train_images: int | None = field(default=None, metadata=bounds(ge=1))
 
     def __post_init__(self) -> None:
+        check(self, "data")
         if self.name not in DATASETS:
             raise ConfigError(f"unknown dataset {self.name!r}; available: {sorted(DATASETS)}")
-        if self.augment is not None and self.augment not in AUGMENTATIONS:
-            raise ConfigError(
-                f"unknown augmentation {self.augment!r}; allowed: {list(AUGMENTATIONS)}"
-            )
-        if self.val_size is not None and self.val_size <= 0:
-            raise ConfigError(f"val_size must be positive, got {self.val_size}")
 
 
 @dataclass(frozen=True)
@@ -250,8 +247,30 @@ def _read_imagefolder(
         ds = ImageFolder(str(folder), transform=transform)
     except (FileNotFoundError, RuntimeError) as exc:
         raise DatasetError(f"ImageFolder {folder} is empty or unreadable: {exc}") from exc
-    images = torch.stack([ds[i][0] for i in range(len(ds))])
+    images = torch.stack([_read_image(ds, i) for i in range(len(ds))])
     return (images, torch.tensor(ds.targets, dtype=torch.int64)), list(ds.classes)
+
+
+def _read_image(ds: Any, index: int) -> torch.Tensor:
+    """Image ``index`` of an ImageFolder as a tensor; a file that is not a readable image is a
+    DatasetError naming it."""
+    try:
+        return ds[index][0]
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL: UnidentifiedImageError, truncated
+        path = ds.samples[index][0]
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatasetError(f"ImageFolder image {path} cannot be read: {reason}") from exc
+
+
+def check_dataset_fits(dataset: Dataset, space: Any) -> None:
+    """Refuse a dataset whose channels differ from the space's input channels or whose classes
+    outnumber the space's outputs (ConfigError naming both)."""
+    if dataset.in_channels != space.in_channels or dataset.n_classes > space.n_classes:
+        raise ConfigError(
+            f"dataset {dataset.name!r} has {dataset.in_channels} channel(s) and "
+            f"{dataset.n_classes} classes; space {space.name!r} expects "
+            f"{space.in_channels} channel(s) and at most {space.n_classes} classes"
+        )
 
 
 def _existing_root(config: DataConfig, name: str) -> Path:
