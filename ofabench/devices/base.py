@@ -197,6 +197,14 @@ class Backend(ABC):
         finally:
             self.close(prepared)
 
+    def measure_prepared(
+        self, prepared: Any, settings: MeasureSettings | None = None
+    ) -> Measurement:
+        """Time a model :meth:`prepare` already converted, with the same rounds as
+        :meth:`measure` (a reference probe timed many times in one run is converted once); the
+        caller :meth:`close`\ s it."""
+        return self._timed_rounds(prepared, settings or MeasureSettings())
+
     def _timed_rounds(self, prepared: Any, settings: MeasureSettings) -> Measurement:
         if settings.warmup:
             self.run_many(prepared, settings.warmup)
