@@ -202,7 +202,7 @@ class Backend(ABC):
     ) -> Measurement:
         """Time a model :meth:`prepare` already converted, with the same rounds as
         :meth:`measure` (a reference probe timed many times in one run is converted once); the
-        caller :meth:`close`\ s it."""
+        caller releases it with :meth:`close`."""
         return self._timed_rounds(prepared, settings or MeasureSettings())
 
     def _timed_rounds(self, prepared: Any, settings: MeasureSettings) -> Measurement:
