@@ -84,6 +84,8 @@ from ..space import ArchBatch, ArchConfig, SpaceSpec, as_rng, get_space
 from .counting import layer_macs
 from .model import LatencyModel
 from .ops import build_op_module, build_subnet_module, op_geometry
+from .probe import DriftGuard, Probe, Probed, ProbeSettings, open_probe, record_reference
+from .probe import table_reference as probe_reference
 from .table import LatencyEntry, LatencyTable, OpSpec, resolution_ops
 
 log = logging.getLogger("ofabench")
@@ -460,11 +462,16 @@ def measure_subnet(
         ) from exc
 
 
-def entry_from(measurement: Measurement) -> LatencyEntry:
-    """A table entry from a measurement: its median as the value (``mean_ms`` and ``median_ms``)."""
-    return LatencyEntry(
-        measurement.median_ms, measurement.std_ms, measurement.n, measurement.median_ms
-    )
+def entry_from(measurement: Measurement, probed: Probed[Any] | None = None) -> LatencyEntry:
+    """A table entry from a measurement: its median as the value (``mean_ms`` and ``median_ms``),
+    normalised to the reference speed with the probe reading of its moment when ``probed``."""
+    if probed is None or probed.probe_ms is None:
+        return LatencyEntry(
+            measurement.median_ms, measurement.std_ms, measurement.n, measurement.median_ms
+        )
+    value = probed.normalised_ms
+    factor = value / measurement.median_ms if measurement.median_ms > 0 else 1.0
+    return LatencyEntry(value, measurement.std_ms * factor, measurement.n, value, probed.probe_ms)
 
 
 @dataclass
@@ -478,6 +485,7 @@ class _Run:
     total: int
     remeasure_unstable: bool = True
     max_fit_rms: float = math.inf
+    guard: DriftGuard | None = None
     done: int = 0
 
     @property
@@ -504,26 +512,40 @@ class _Run:
 
 
 def _measure_ops(run: _Run, ops: Sequence[OpSpec]) -> int:
-    """Measure ``ops``; then, once more, those whose rounds never agreed (keeping the faster
-    median: transients only add time). Returns how many were measured again."""
-    unsettled = [op for op in ops if not _measure_one(run, op)]
+    """Measure ``ops`` in probe rounds; then, once more, those whose timing rounds never agreed
+    (keeping the faster normalised median: transients only add time). Returns how many were
+    measured again."""
+    unsettled = _measure_rounds(run, ops)
     if not (unsettled and run.remeasure_unstable):
         return 0
     log.info("measuring again %d ops whose rounds did not agree", len(unsettled))
     run.total += len(unsettled)
-    for op in unsettled:
-        _measure_one(run, op, again=True)
+    _measure_rounds(run, unsettled, again=True)
     return len(unsettled)
 
 
-def _measure_one(run: _Run, op: OpSpec, again: bool = False) -> bool:
-    """Measure one op into the table (on a second try only if faster); return its stability."""
-    measurement = measure_op(run.backend, op, run.settings)
+def _measure_rounds(run: _Run, ops: Sequence[OpSpec], again: bool = False) -> list[OpSpec]:
+    """Measure ``ops`` into the table round by round; return those whose timing never settled."""
+    assert run.guard is not None
+    unstable: list[OpSpec] = []
+
+    def record(probed: Probed[OpSpec]) -> None:
+        if not _record_op(run, probed, again):
+            unstable.append(probed.item)
+
+    run.guard.measure(ops, lambda op: measure_op(run.backend, op, run.settings), record)
+    return unstable
+
+
+def _record_op(run: _Run, probed: Probed[OpSpec], again: bool = False) -> bool:
+    """Put one measured op into the table (on a second try only if faster); return its
+    stability."""
+    op, measurement = probed.item, probed.measurement
     if run.done == 0:
         run.record_info(measurement)
     previous = run.table.get(op) if again else None
-    if previous is None or measurement.median_ms < previous.mean_ms:
-        run.table.add(op, entry_from(measurement))
+    if previous is None or probed.normalised_ms < previous.mean_ms:
+        run.table.add(op, entry_from(measurement, probed))
     profiling = run.table.provenance[PROFILING]
     _flag(profiling, "fitted_keys", op.key, False)
     _flag(profiling, "unstable_keys", op.key, not measurement.stable)
@@ -654,22 +676,33 @@ def _calibrate(
     calib["seed"] = seed
     points = calib.setdefault("points", [])
     done = {_arch_id(p["arch"]) for p in points}
-    for i, arch in enumerate(archs):
-        if _arch_id(arch.to_dict()) not in done:
-            points.append({"arch": arch.to_dict(), "measured_ms": _measure_calm(run, space, arch)})
-            run.writer.changed()
-            run.step(f"calibration subnet {i + 1}/{len(archs)}")
+    todo = [arch for arch in archs if _arch_id(arch.to_dict()) not in done]
+    assert run.guard is not None
+    every = max(1, run.guard.settings.every // 4)  # a subnet takes as long as several ops
+
+    def record(probed: Probed[ArchConfig]) -> None:
+        points.append(_calibration_point(probed))
+        run.writer.changed()
+        run.step(f"calibration subnet {len(points)}/{len(archs)}")
+
+    run.guard.measure(todo, lambda a: _measure_calm(run, space, a), record, every)
     return _fit_calibration(run.table, space, calib, archs, method)
 
 
-def _measure_calm(run: _Run, space: SpaceSpec, arch: ArchConfig) -> float:
-    """A subnet's median, measured again (the faster kept) if its rounds did not agree."""
+def _calibration_point(probed: Probed[ArchConfig]) -> dict[str, Any]:
+    point = {"arch": probed.item.to_dict(), "measured_ms": probed.normalised_ms}
+    if probed.probe_ms is not None:
+        point.update(raw_ms=probed.measurement.median_ms, probe_ms=probed.probe_ms)
+    return point
+
+
+def _measure_calm(run: _Run, space: SpaceSpec, arch: ArchConfig) -> Measurement:
+    """A subnet's measurement, taken again (the faster kept) if its rounds did not agree."""
     measurement = measure_subnet(run.backend, space, arch, run.settings)
     if measurement.stable or not run.remeasure_unstable:
-        return measurement.median_ms
-    return min(
-        measurement.median_ms, measure_subnet(run.backend, space, arch, run.settings).median_ms
-    )
+        return measurement
+    again = measure_subnet(run.backend, space, arch, run.settings)
+    return min(measurement, again, key=lambda m: m.median_ms)
 
 
 def _arch_id(arch: Mapping[str, Any]) -> str:
@@ -766,6 +799,7 @@ def profile_device(
     calibration_method: str = "auto",
     remeasure_unstable: bool = True,
     max_fit_rms: float = MAX_FIT_RMS,
+    probe: ProbeSettings | None = None,
 ) -> ProfileResult:
     """Measure every distinct op of ``space`` at ``resolutions`` (default: all) on the device
     ``profile`` into the latency table at ``out_path`` (default
@@ -777,7 +811,10 @@ def profile_device(
     :func:`fit_calibration`, :func:`latency_model`). ``progress(done, total, key)`` is told of
     every measurement (``total`` grows when unstable ops are measured again, see
     ``remeasure_unstable``, or badly fitting groups measured, see ``max_fit_rms``).
-    ``save_every_s``: see :class:`TableWriter`. Raises :class:`BackendError`
+    ``save_every_s``: see :class:`TableWriter`. ``probe`` (default :class:`ProbeSettings`) times
+    the reference probe between rounds of ops and normalises every entry to the table's
+    reference speed (see :mod:`ofabench.latency.probe`; ``ProbeSettings(enabled=False)``: off).
+    Raises :class:`BackendError`
     (device unavailable, an op failing: its key named, the table so far saved) and
     :class:`LatencyTableError` (``out_path`` holds another space's or device's table)."""
     start = time.perf_counter()
@@ -796,6 +833,9 @@ def profile_device(
     total = len(plan.to_measure) + _pending_calibration(table, archs, seed)
     writer = TableWriter(table, path, save_every_s)
     run = _Run(writer, backend, settings, progress, total, remeasure_unstable, max_fit_rms)
+    probe = ProbeSettings() if probe is None else probe
+    reader = open_probe(backend, settings, probe)
+    run.guard = _start_guard(run, reader, probe)
     log.info(
         "profiling %s on %s: %d ops to measure, %d to fit, %d already measured",
         space.name,
@@ -815,7 +855,32 @@ def profile_device(
             f"to resume"
         ) from exc
     finally:
+        if reader is not None:
+            reader.close()
         run.writer.flush()
+
+
+def _start_guard(run: _Run, reader: Probe | None, probe: ProbeSettings) -> DriftGuard:
+    """The run's drift guard, its first probe reading taken and the table's reference kept (or
+    set, for a new table or one made before probes existed)."""
+
+    def on_retry(n: int) -> None:
+        run.total += n
+
+    reference = probe_reference(run.table)
+    guard = DriftGuard(reader, probe, reference, on_retry)
+    first = guard.start()
+    if first is None:
+        return guard
+    if reference is None and len(run.table):
+        log.warning(
+            "this table has entries but no probe reference (made before probes existed): "
+            "its older entries are not normalised"
+        )
+    assert guard.reference_ms is not None
+    record_reference(run.table, guard.reference_ms, probe)
+    log.info("probe: %.4f ms now, table reference %.4f ms", first, guard.reference_ms)
+    return guard
 
 
 def _execute(
@@ -825,8 +890,24 @@ def _execute(
     calibration_plan: tuple[Sequence[ArchConfig], int, str],
     start: float,
 ) -> ProfileResult:
-    run_info = {"started": _now(), "measured": 0, "fitted": 0}
+    run_info: dict[str, Any] = {"started": _now(), "measured": 0, "fitted": 0}
     run.table.provenance[PROFILING].setdefault("runs", []).append(run_info)
+    try:
+        return _execute_steps(run, space, plan, calibration_plan, start, run_info)
+    finally:
+        assert run.guard is not None
+        if run.guard.probe is not None:
+            run_info["drift"] = run.guard.log.summary(run.guard.reference_ms)
+
+
+def _execute_steps(
+    run: _Run,
+    space: SpaceSpec,
+    plan: ProfilePlan,
+    calibration_plan: tuple[Sequence[ArchConfig], int, str],
+    start: float,
+    run_info: dict[str, Any],
+) -> ProfileResult:
     _measure_ops(run, plan.to_measure)
     fit, n_rejected = _fill_fitted(run, plan)
     n_ops_done = run.done

@@ -235,17 +235,20 @@ def resolution_ops(space: SpaceSpec, resolution: int) -> ResolutionOps:
 @dataclass(frozen=True)
 class LatencyEntry:
     """The measured latency of one op in milliseconds: mean, standard deviation, number of
-    timed runs and, when the profiler recorded it, the median."""
+    timed runs and, when the profiler recorded them, the median and the reference probe's
+    reading at the moment of the measurement (``probe_ms``; the values are then normalised to
+    the table's reference speed, see :mod:`ofabench.latency.probe`)."""
 
     mean_ms: float
     std_ms: float = 0.0
     count: int = 1
     median_ms: float | None = None
+    probe_ms: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("mean_ms", "std_ms", "median_ms"):
+        for name in ("mean_ms", "std_ms", "median_ms", "probe_ms"):
             value = getattr(self, name)
-            if value is None and name == "median_ms":
+            if value is None and name in ("median_ms", "probe_ms"):
                 continue
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise LatencyTableError(f"latency entry {name} must be a number, got {value!r}")
@@ -263,13 +266,15 @@ class LatencyEntry:
         data: dict[str, Any] = {"mean_ms": self.mean_ms, "std_ms": self.std_ms, "count": self.count}
         if self.median_ms is not None:
             data["median_ms"] = self.median_ms
+        if self.probe_ms is not None:
+            data["probe_ms"] = self.probe_ms
         return data
 
     @classmethod
     def from_dict(cls, data: Any) -> LatencyEntry:
         if not isinstance(data, Mapping) or "mean_ms" not in data:
             raise LatencyTableError(f"a latency entry needs at least 'mean_ms', got {data!r}")
-        unknown = sorted(set(data) - {"mean_ms", "std_ms", "count", "median_ms"})
+        unknown = sorted(set(data) - {"mean_ms", "std_ms", "count", "median_ms", "probe_ms"})
         if unknown:
             raise LatencyTableError(f"unknown latency entry field(s) {unknown}")
         return cls(**data)
