@@ -114,7 +114,8 @@ def torch_load_reason(exc: BaseException) -> str:
             "it holds Python objects other than tensors, which ofabench does not load "
             f"(weights_only){': ' + detail if detail else ''}"
         )[:MAX_REASON]
-    return one_line(text) or type(exc).__name__
+    first = one_line(text).split(". ")[0]  # torch's first sentence; the rest is advice
+    return f"{first} (not a torch file, or damaged)" if first else type(exc).__name__
 
 
 def one_line(text: str, limit: int = MAX_REASON) -> str:

@@ -188,10 +188,7 @@ class SpaceSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(_stage(s) for s in self.stages))
         for name in ("kernel_choices", "expand_choices", "depth_choices", "resolutions"):
-            values = tuple(sorted({int(v) for v in getattr(self, name)}))
-            if not values:
-                raise ConfigError(f"space field {name!r} must list at least one value")
-            object.__setattr__(self, name, values)
+            object.__setattr__(self, name, _choices(name, getattr(self, name)))
         if any(k % 2 == 0 or k < 1 for k in self.kernel_choices):
             raise ConfigError(
                 f"kernel choices must be odd positive sizes, got {self.kernel_choices}"
@@ -499,7 +496,10 @@ class SpaceSpec:
         if unknown:
             raise ConfigError(f"unknown space field(s) {unknown}; allowed: {sorted(allowed)}")
         if "stages" in data:
+            if not isinstance(data["stages"], (list, tuple)):
+                raise ConfigError(f"space field 'stages' must be a list, got {data['stages']!r}")
             data["stages"] = tuple(_stage(s) for s in data["stages"])
+        _check_scalars(cls, data)
         try:
             return cls(**data)
         except TypeError as exc:
@@ -530,6 +530,30 @@ def _stage(value: StageSpec | Mapping[str, Any]) -> StageSpec:
     if stage.stride not in (1, 2):
         raise ConfigError(f"stage stride must be 1 or 2, got {stage.stride}")
     return stage
+
+
+def _check_scalars(cls: type, data: dict[str, Any]) -> None:
+    """Type-check (and normalise in place) the scalar fields of a space description."""
+    import typing
+
+    from .typed_config import checked
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in data and typing.get_origin(hints[f.name]) is not tuple:
+            data[f.name] = checked("", f, hints[f.name], data[f.name])
+
+
+def _choices(name: str, values: Any) -> tuple[int, ...]:
+    """A space's choice list as sorted unique positive integers (ConfigError otherwise)."""
+    ok = isinstance(values, (list, tuple)) and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in values
+    )
+    if not ok:
+        raise ConfigError(f"space field {name!r} must be a list of positive integers, got {values!r}")
+    if not values:
+        raise ConfigError(f"space field {name!r} must list at least one value")
+    return tuple(sorted({int(v) for v in values}))
 
 
 def _describe_values(values: tuple[int, ...]) -> str:
@@ -572,18 +596,13 @@ def get_space(name_or_path: str | Path | SpaceSpec = "ofa_mbv3_w1.0") -> SpaceSp
         return SPACE_PRESETS[key]()
     path = Path(key)
     if path.suffix.lower() in (".json", ".yaml", ".yml"):
-        if not path.is_file():
-            raise ConfigError(f"space file {path} does not exist")
-        text = path.read_text()
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
+        from .files import read_mapping_file
 
-            data = yaml.safe_load(text)
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"space file {path} must hold a mapping of space fields")
-        return SpaceSpec.from_dict(data)
+        data = read_mapping_file(path, "space file")
+        try:
+            return SpaceSpec.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"space file {path}: {exc}") from exc
     raise ConfigError(
         f"unknown space {key!r}; presets: {list_spaces()}, or a .json/.yaml space file"
     )
@@ -591,10 +610,9 @@ def get_space(name_or_path: str | Path | SpaceSpec = "ofa_mbv3_w1.0") -> SpaceSp
 
 def load_arch(path: str | Path, space: SpaceSpec | None = None) -> ArchConfig:
     """Read an arch file (ofabench JSON or an OFA dict / ``net.config`` with ``r``) and validate it."""
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidArchError(f"arch file {path} does not exist")
-    arch = ArchConfig.from_json(path.read_text())
+    from .files import read_text
+
+    arch = ArchConfig.from_json(read_text(path, "arch file", InvalidArchError))
     return space.validate(arch) if space is not None else arch
 
 

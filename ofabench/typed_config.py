@@ -188,44 +188,43 @@ def _check_limits(value: Any, limits: Mapping[str, Any]) -> None:
 
 
 # -- messages ------------------------------------------------------------------------------------
-_NAMES = {
-    bool: "true or false", int: "an integer", float: "a number", str: "a string",
-    Path: "a path",
-}  # fmt: skip
+_NAMES = {bool: "true or false", float: "a number", str: "a string", Path: "a path"}
+_SIGNS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+_INT_WORDS = {(("ge", 1),): "positive", (("ge", 0),): "non-negative"}
 
 
-def _describe(annotation: Any) -> str:
+def _describe_allowed(annotation: Any, limits: Mapping[str, Any]) -> str:
+    if "choices" in limits:
+        optional = type(None) in typing.get_args(annotation)
+        return ("null or " if optional else "") + f"one of {list(limits['choices'])}"
+    word = _INT_WORDS.get(tuple(sorted(limits.items())))
+    if word is not None:  # "a positive integer" reads better than "an integer >= 1"
+        return _describe(annotation, word)
+    parts = [f"{_SIGNS[k]} {limits[k]:g}" for k in _SIGNS if k in limits]
+    return _describe(annotation) + (f" {' and '.join(parts)}" if parts else "")
+
+
+def _describe(annotation: Any, int_word: str = "") -> str:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         members = [m for m in typing.get_args(annotation) if m is not type(None)]
         if float in members and int in members:  # "a number" says both
             members.remove(int)
-        text = " or ".join(_describe(m) for m in members)
+        text = " or ".join(_describe(m, int_word) for m in members)
         return f"null or {text}" if len(members) < len(typing.get_args(annotation)) else text
     if origin is typing.Literal:
         return f"one of {list(typing.get_args(annotation))}"
     if origin is tuple:
         args = typing.get_args(annotation)
-        inner = _describe(args[0]) if args else "value"
-        return f"a list of {inner.removeprefix('an ').removeprefix('a ')}s"
+        inner = _describe(args[0], int_word) if args else "a value"
+        return f"a list of {inner.split(' ', 1)[1]}s"
     if origin in (dict, Mapping) or annotation in (dict, Mapping):
         return "a mapping"
+    if annotation is int:
+        return f"a {int_word} integer" if int_word else "an integer"
     if annotation in _NAMES:
         return _NAMES[annotation]
     return f"a {getattr(annotation, '__name__', annotation)}"
-
-
-def _describe_allowed(annotation: Any, limits: Mapping[str, Any]) -> str:
-    if "choices" not in limits:
-        return _describe(annotation) + _describe_limits(limits)
-    optional = type(None) in typing.get_args(annotation)
-    return ("null or " if optional else "") + f"one of {list(limits['choices'])}"
-
-
-def _describe_limits(limits: Mapping[str, Any]) -> str:
-    signs = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
-    parts = [f"{signs[k]} {limits[k]:g}" for k in signs if k in limits]
-    return f" {' and '.join(parts)}" if parts else ""
 
 
 def _field_names(cls: type) -> list[str]:

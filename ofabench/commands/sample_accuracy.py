@@ -7,7 +7,8 @@ import argparse
 import logging
 from typing import Any
 
-from ._common import add_json, emit
+from ..files import check_output
+from ._common import add_json, emit, input_paths
 from .train import _set_threads, resolve_space_and_data
 
 log = logging.getLogger("ofabench")
@@ -40,16 +41,19 @@ def cmd_sample_accuracy(args: argparse.Namespace) -> None:
     from ..predictor.dataset import Settings, merge_shards, sample_accuracy_dataset
     from ..supernet.checkpoint import load_supernet
     from ..training import load_dataset
+    from ..training.data import check_dataset_fits
     from ..training.distributed import barrier, init_from_env, shutdown
 
     _set_threads(args)
     settings = Settings(args.seed, args.recal_images, args.val_images, args.batch_size)
+    check_output(args.out, input_paths(args.checkpoint, args.config, args.space))
     space, data = resolve_space_and_data(args)
     dist = init_from_env(timeout_s=BARRIER_TIMEOUT_S)
     if not dist.is_main:
         logging.getLogger("ofabench").setLevel(logging.WARNING)
     net = load_supernet(args.checkpoint, space)
     dataset = load_dataset(data)
+    check_dataset_fits(dataset, space)
     bar = _ProgressBar(dist.rank, dist.world_size) if dist.is_main and args.progress else None
     try:
         report = sample_accuracy_dataset(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..files import check_output
 from ._common import add_json, emit
 
 DEMO_OUT = "ofabench-demo"
@@ -56,6 +57,7 @@ def cmd_study(args: argparse.Namespace) -> None:
     from ..study.config import load_study
 
     config = load_study(args.config, args.work_dir, args.report_dir)
+    _check_outputs(config, [args.config])
     if args.threads is not None:
         if args.threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {args.threads}")
@@ -77,7 +79,15 @@ def cmd_demo(args: argparse.Namespace) -> None:
         yaml.safe_load(demo_config_text()), Path("."), "ofabench demo (ofabench/study/demo.yaml)",
         out / "work", out / "report",
     )  # fmt: skip
+    check_output(out, folder=True)
+    _check_outputs(config, [])
     _run(args, config)
+
+
+def _check_outputs(config: Any, inputs: list[str]) -> None:
+    """The study's work and report folders, checked before any step runs."""
+    check_output(config.work_dir, inputs, folder=True, what="work dir")
+    check_output(config.report_dir, inputs, folder=True, what="report dir")
 
 
 def _with(config: Any, **changes: Any) -> Any:

@@ -9,8 +9,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ._common import add_json, arch_arg, emit
+from ..errors import ConfigError, InvalidArchError
+from ..files import check_output, input_file
+from ._common import add_json, arch_arg, at_least, emit, input_paths
 
 log = logging.getLogger("ofabench")
 
@@ -32,6 +33,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     _set_threads(args)
     config = load_config(args.config, **_schedule_overrides(args))
     out = Path(args.out) if args.out else _default_out(args.config, config)
+    check_output(out, input_paths(args.config, args.scratch_arch, config.teacher), folder=True)
     dist = init_from_env()
     if not dist.is_main:
         logging.getLogger("ofabench").setLevel(logging.WARNING)
@@ -46,16 +48,22 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _schedule_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """``--schedule`` and ``--scratch-arch`` (which implies ``schedule: scratch``)."""
+    """``--schedule``, ``--budget`` / ``--match-budget`` and ``--scratch-arch`` (which implies
+    ``schedule: scratch``)."""
+    budget = {"budget": args.budget, "match_budget": args.match_budget}
+    if args.budget is not None and args.budget < 1:
+        raise ConfigError(f"--budget must be a positive number of subnet passes, got {args.budget}")
     if args.scratch_arch is None:
-        return {"schedule": args.schedule}
+        return {"schedule": args.schedule, **budget}
     if args.schedule not in (None, "scratch"):
         raise ConfigError(f"--scratch-arch trains schedule 'scratch', not {args.schedule!r}")
     from ..space import ArchConfig, load_arch
 
     text = args.scratch_arch
-    arch = ArchConfig.from_json(text) if text.lstrip().startswith("{") else load_arch(text)
-    return {"schedule": "scratch", "arch": arch}
+    if text.lstrip().startswith("{"):
+        return {"schedule": "scratch", "arch": ArchConfig.from_json(text)}
+    arch = load_arch(input_file(text, "--scratch-arch file", InvalidArchError))
+    return {"schedule": "scratch", "arch": arch, **budget}
 
 
 def _default_out(config_path: str, config: Any) -> Path:
@@ -108,6 +116,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from ..training.scratch import is_static_checkpoint, read_checkpoint
 
     _set_threads(args)
+    at_least("--recal-images", args.recal_images, 1)
     payload = read_checkpoint(args.checkpoint)
     static = is_static_checkpoint(payload)
     result = _eval_static(args, payload) if static else _eval_subnet(args)
@@ -124,6 +133,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def _eval_subnet(args: argparse.Namespace) -> dict[str, Any]:
     from ..supernet.checkpoint import load_supernet
     from ..training import evaluate_subnet, load_dataset
+    from ..training.data import check_dataset_fits
 
     if args.arch is None:
         raise ConfigError("--arch is required for a supernet checkpoint (a file, JSON, max, min)")
@@ -131,6 +141,7 @@ def _eval_subnet(args: argparse.Namespace) -> dict[str, Any]:
     arch = arch_arg(args, space)
     net = load_supernet(args.checkpoint, space)
     dataset = load_dataset(data)
+    check_dataset_fits(dataset, space)
     accs = evaluate_subnet(net, arch, dataset, recal_images=args.recal_images)
     return _eval_record(args, space, dataset, arch, accs)
 
@@ -138,6 +149,7 @@ def _eval_subnet(args: argparse.Namespace) -> dict[str, Any]:
 def _eval_static(args: argparse.Namespace, payload: Any) -> dict[str, Any]:
     """A from-scratch network: the space and arch come from its checkpoint."""
     from ..training import load_dataset
+    from ..training.data import check_dataset_fits
     from ..training.evaluate import evaluate_static
     from ..training.scratch import load_static_network
 
@@ -151,6 +163,7 @@ def _eval_static(args: argparse.Namespace, payload: Any) -> dict[str, Any]:
         )
     _, data = resolve_space_and_data(args, space)
     dataset = load_dataset(data)
+    check_dataset_fits(dataset, space)
     accs = evaluate_static(net, arch.r, dataset, recal_images=args.recal_images)
     return {**_eval_record(args, space, dataset, arch, accs), "kind": "static"}
 
@@ -175,7 +188,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output folder (default runs/<config>_<schedule>)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     p.add_argument(
-        "--schedule", choices=["ps", "no_ps", "scratch"], help="override the config's schedule"
+        "--schedule",
+        choices=["ps", "no_ps", "sandwich", "scratch"],
+        help="override the config's schedule (no_ps: OFA's baseline; sandwich: BigNAS's recipe)",
+    )
+    p.add_argument(
+        "--budget",
+        type=int,
+        metavar="PASSES",
+        help="train a one-stage schedule (no_ps, sandwich, scratch) for exactly this many subnet "
+        "passes (images x subnets) instead of epochs",
+    )
+    p.add_argument(
+        "--match-budget",
+        metavar="RUN",
+        help="give a one-stage schedule exactly the subnet passes the run in folder RUN plans "
+        "(a compute-matched baseline)",
     )
     p.add_argument(
         "--scratch-arch",

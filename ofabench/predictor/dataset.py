@@ -188,6 +188,28 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
+def made_dataset_text(path: str | Path, space: SpaceSpec) -> str | None:
+    """The text of an accuracy CSV made by sample-accuracy, checked for fitting a predictor of
+    ``space``: its ``.meta.json`` must record ``space`` (DatasetError naming both), and a torn
+    last line (a killed write) is dropped as sample-accuracy drops it. ``None`` for a file
+    without a ``.meta.json`` (made elsewhere: read as it is)."""
+    path = Path(path)
+    meta = meta_path(path)
+    if not meta.is_file():
+        return None
+    stored = _read_meta(meta).get("identity", {})
+    if stored.get("space_fingerprint") != space.fingerprint():
+        raise DatasetError(
+            f"{path} holds subnets of space {stored.get('space')!r} (its {meta.name} says so), "
+            f"not {space.name!r}; pass --space {stored.get('space')}"
+        )
+    data = path.read_bytes()
+    complete = _complete_lines(data)
+    if len(complete) < len(data):
+        log.warning("%s: ignoring a half-written last line (%d bytes)", path, len(data) - len(complete))
+    return complete.decode()
+
+
 def _check_identity(out: Path, meta: Mapping[str, Any], identity: Mapping[str, Any]) -> None:
     stored = meta.get("identity", {})
     differs = [k for k in identity if stored.get(k) != identity[k]]

@@ -34,6 +34,7 @@ from torch import nn
 
 from ..blas import single_threaded_blas
 from ..errors import CheckpointError, ConfigError, DatasetError, InvalidArchError
+from ..files import input_file, load_torch
 from ..space import ArchBatch, ArchConfig, SpaceSpec, get_space
 
 logger = logging.getLogger("ofabench")
@@ -642,12 +643,7 @@ def _fit_provenance(report: FitReport, **settings: Any) -> dict[str, Any]:
 
 def _read_payload(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"predictor file {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for unreadable files
-        raise CheckpointError(f"cannot read predictor file {path}: {exc}") from exc
+    payload = load_torch(path, "predictor file")
     if not isinstance(payload, dict) or payload.get("format") != PREDICTOR_FORMAT:
         raise CheckpointError(
             f"{path} is not an ofabench accuracy predictor; for OFA's acc_predictor.pth "
@@ -725,13 +721,7 @@ def _check_ofa_space(space: SpaceSpec, reference: SpaceSpec, any_width: bool = F
 
 
 def _ofa_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"OFA predictor file {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for unreadable files
-        raise CheckpointError(f"cannot read OFA predictor file {path}: {exc}") from exc
+    state = load_torch(path, "OFA predictor file")
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, Mapping):
@@ -766,8 +756,9 @@ REQUIRED_COLUMNS = ("arch", "accuracy")
 
 def read_accuracy_table(path: str | Path, space: SpaceSpec) -> tuple[list[ArchConfig], np.ndarray]:
     """Archs and accuracies (fractions) of an accuracy dataset (CSV or Parquet; format in the
-    module docstring), every arch validated against ``space``."""
-    frame = _read_frame(Path(path))
+    module docstring), every arch validated against ``space``; a file made by sample-accuracy
+    must be of ``space`` and loses a torn last line (see :func:`made_dataset_text`)."""
+    frame = _read_frame(input_file(path, "accuracy dataset", DatasetError), space)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise DatasetError(
@@ -781,15 +772,19 @@ def read_accuracy_table(path: str | Path, space: SpaceSpec) -> tuple[list[ArchCo
     return archs, accs
 
 
-def _read_frame(path: Path) -> Any:
+def _read_frame(path: Path, space: SpaceSpec) -> Any:
+    import io
+
     import pandas as pd
 
-    if not path.is_file():
-        raise DatasetError(f"accuracy dataset {path} does not exist")
+    from .dataset import made_dataset_text
+
     try:
         if path.suffix.lower() == ".parquet":
             return pd.read_parquet(path)
-        return pd.read_csv(path, dtype={"arch": str})
+        text = made_dataset_text(path, space)
+        source = path if text is None else io.StringIO(text)
+        return pd.read_csv(source, dtype={"arch": str})
     except ImportError as exc:
         raise DatasetError(f"cannot read {path}: {exc}; write the dataset as CSV") from exc
     except (ValueError, OSError, pd.errors.ParserError) as exc:
@@ -839,6 +834,7 @@ def fit_from_file(
     **fit_args: Any,
 ) -> FitReport:
     """Fit a predictor for ``space`` on an accuracy dataset file and save it to ``out``."""
+    _check_fit_settings(epochs, hidden_size, fit_args.get("lr", 1e-3))
     archs, accs = read_accuracy_table(data, space)
     predictor = AccuracyPredictor(space, hidden_size=hidden_size, seed=seed)
     report = predictor.fit(
@@ -847,3 +843,13 @@ def fit_from_file(
     predictor.provenance["data"] = str(Path(data).resolve())
     predictor.save(out)
     return report
+
+
+def _check_fit_settings(epochs: int, hidden_size: int, lr: float) -> None:
+    """Refuse settings that train nothing (a constant predictor) or cannot train at all."""
+    if epochs < 1 or hidden_size < 1:
+        raise ConfigError(
+            f"epochs and hidden size must be at least 1, got epochs {epochs}, hidden {hidden_size}"
+        )
+    if not lr > 0 or not math.isfinite(lr):
+        raise ConfigError(f"the learning rate must be a positive number, got {lr}")

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..provenance import read_yaml_file
+from ..typed_config import bounds, check, from_mapping
 
 
 @dataclass(frozen=True)
@@ -24,29 +25,29 @@ class DeviceStep:
 
     name: str
     fit_resolutions: str | None = None
-    calibrate: int = 10
-    validate_n: int = 100
-    validate_passes: int = 1
-    warmup: int = 10
-    repeats: int = 30
-    max_rounds: int = 4
+    calibrate: int = field(default=10, metadata=bounds(ge=0))
+    validate_n: int = field(default=100, metadata=bounds(ge=2))
+    validate_passes: int = field(default=1, metadata=bounds(ge=1))
+    warmup: int = field(default=10, metadata=bounds(ge=0))
+    repeats: int = field(default=30, metadata=bounds(ge=1))
+    max_rounds: int = field(default=4, metadata=bounds(ge=1))
 
 
 @dataclass(frozen=True)
 class AccuracyStep:
-    n: int = 1000
-    seed: int = 0
-    recal_images: int = 2000
-    val_images: int | None = None
-    batch_size: int = 500
+    n: int = field(default=1000, metadata=bounds(ge=2))
+    seed: int = field(default=0, metadata=bounds(ge=0))
+    recal_images: int = field(default=2000, metadata=bounds(ge=1))
+    val_images: int | None = field(default=None, metadata=bounds(ge=1))
+    batch_size: int = field(default=500, metadata=bounds(ge=1))
 
 
 @dataclass(frozen=True)
 class PredictorStep:
-    epochs: int = 200
-    val_fraction: float = 0.2
-    seed: int = 0
-    hidden: int = 400
+    epochs: int = field(default=200, metadata=bounds(ge=1))
+    val_fraction: float = field(default=0.2, metadata=bounds(ge=0, lt=1))
+    seed: int = field(default=0, metadata=bounds(ge=0))
+    hidden: int = field(default=400, metadata=bounds(ge=1))
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,11 @@ class SearchStep:
     different speeds are compared at the same relative budgets (a budget near the smallest
     subnet's latency leaves random search almost nothing to sample)."""
 
-    budgets: int = 6
-    low_quantile: float = 0.02
-    population: int = 100
-    generations: int = 500
-    seed: int = 0
+    budgets: int = field(default=6, metadata=bounds(ge=1))
+    low_quantile: float = field(default=0.02, metadata=bounds(ge=0, lt=1))
+    population: int = field(default=100, metadata=bounds(ge=1))
+    generations: int = field(default=500, metadata=bounds(ge=0))
+    seed: int = field(default=0, metadata=bounds(ge=0))
     baselines: tuple[str, ...] = ("random", "uniform")
 
 
@@ -69,10 +70,10 @@ class CompareStep:
     """PS against no-PS on ``n`` random subnets (same subnets on both supernets), each
     BN-recalibrated on ``recal_images`` training images and evaluated on the test split."""
 
-    n: int = 50
-    seed: int = 7
-    recal_images: int = 2000
-    batch_size: int = 500
+    n: int = field(default=50, metadata=bounds(ge=1))
+    seed: int = field(default=7, metadata=bounds(ge=0))
+    recal_images: int = field(default=2000, metadata=bounds(ge=1))
+    batch_size: int = field(default=500, metadata=bounds(ge=1))
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class ScratchStep:
     """Train ``n`` of the searched architectures (of ``device``, spread over its budgets) alone
     from scratch, for the training run's total epochs."""
 
-    n: int = 3
+    n: int = field(default=3, metadata=bounds(ge=0))
     device: str | None = None
 
 
@@ -92,8 +93,8 @@ class StudyConfig:
     work_dir: Path
     report_dir: Path
     source: str = "<inline>"
-    threads: int = 1
-    train_threads: int = 1
+    threads: int = field(default=1, metadata=bounds(ge=1))
+    train_threads: int = field(default=1, metadata=bounds(ge=1))
     parallel_training: bool = False
     optional_devices: bool = False
     accuracy: AccuracyStep = field(default_factory=AccuracyStep)
@@ -101,6 +102,9 @@ class StudyConfig:
     search: SearchStep = field(default_factory=SearchStep)
     compare: CompareStep = field(default_factory=CompareStep)
     scratch: ScratchStep = field(default_factory=ScratchStep)
+
+    def __post_init__(self) -> None:
+        check(self, self.source)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -140,35 +144,27 @@ def study_from_dict(
     for key in ("name", "train", "devices"):
         if key not in data:
             raise ConfigError(f"{source}: missing key {key!r}")
-    name = str(data["name"])
-    if not name or "/" in name:
-        raise ConfigError(f"{source}: name must be a non-empty word without '/', got {name!r}")
-    devices = _devices(source, data["devices"])
+    name = data["name"]
     config = StudyConfig(
         name=name,
         train=_train(source, data["train"], base),
-        devices=devices,
-        work_dir=Path(work_dir or data.get("work_dir") or f"runs/{name}"),
-        report_dir=Path(report_dir or data.get("report_dir") or f"reports/{name}"),
+        devices=_devices(source, data["devices"]),
+        work_dir=work_dir or data.get("work_dir") or f"runs/{name}",
+        report_dir=report_dir or data.get("report_dir") or f"reports/{name}",
         source=source,
-        threads=_positive(source, "threads", data.get("threads", 1)),
-        train_threads=_positive(source, "train_threads", data.get("train_threads", 1)),
-        parallel_training=bool(data.get("parallel_training", False)),
-        optional_devices=bool(data.get("optional_devices", False)),
+        threads=data.get("threads", 1),
+        train_threads=data.get("train_threads", 1),
+        parallel_training=data.get("parallel_training", False),
+        optional_devices=data.get("optional_devices", False),
         accuracy=_section(source, AccuracyStep, "accuracy", data.get("accuracy")),
         predictor=_section(source, PredictorStep, "predictor", data.get("predictor")),
         search=_section(source, SearchStep, "search", data.get("search")),
         compare=_section(source, CompareStep, "compare", data.get("compare")),
         scratch=_section(source, ScratchStep, "scratch", data.get("scratch")),
     )
-    if config.search.budgets < 1 or config.compare.n < 1 or config.accuracy.n < 2:
-        raise ConfigError(
-            f"{source}: search.budgets and compare.n must be >= 1 and accuracy.n >= 2"
-        )
-    if not 0.0 <= config.search.low_quantile < 1.0:
-        raise ConfigError(
-            f"{source}: search.low_quantile must be in [0, 1), got {config.search.low_quantile}"
-        )
+    if not config.name or "/" in config.name:
+        raise ConfigError(f"{source}: name must be a non-empty word without '/', got {name!r}")
+    devices = config.devices
     known = [d.name for d in devices]
     if config.scratch.device is not None and config.scratch.device not in known:
         raise ConfigError(
@@ -201,26 +197,10 @@ def _devices(source: str, value: Any) -> tuple[DeviceStep, ...]:
 
 
 def _section(source: str, cls: type, where: str, value: Any) -> Any:
-    if value is None:
-        return cls()
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{source}: {where} must be a mapping")
-    allowed = tuple(f.name for f in dataclasses.fields(cls))
-    _check_keys(f"{source}: {where}", value, allowed)
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(f"{source}: {where}: {exc}") from exc
+    return from_mapping(cls, value, f"{source}: {where}")
 
 
 def _check_keys(where: str, data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(data) - set(allowed))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {list(allowed)}")
-
-
-def _positive(source: str, key: str, value: Any) -> int:
-    if not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{source}: {key} must be a positive integer, got {value!r}")
-    return value

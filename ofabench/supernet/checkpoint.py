@@ -52,16 +52,44 @@ def load_supernet(path: str | Path, space: SpaceSpec) -> OFAMobileNetV3:
                 f"checkpoint {path} is for space {obj.get('space', {}).get('name')!r}, not {space.name!r}; "
                 "pass the space it was trained on (--space)"
             )
-        net.load_state_dict(obj["state_dict"])
+        load_weights(net, obj.get("state_dict"), f"checkpoint {path}", f"space {space.name!r}")
         return net
-    state_dict = unwrap_state_dict(obj)
+    try:
+        state_dict = unwrap_state_dict(obj)
+    except CheckpointError as exc:
+        raise CheckpointError(f"checkpoint {path}: {exc}") from exc
     if _looks_like_ofa(state_dict):
         log.info("loading %s as a reference-OFA checkpoint", path)
         return load_ofa_state_dict(net, state_dict)
-    try:
-        net.load_state_dict(state_dict)
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"checkpoint {path} does not fit space {space.name!r}: {exc}"
-        ) from exc
+    load_weights(net, state_dict, f"checkpoint {path}", f"space {space.name!r}")
     return net
+
+
+def load_weights(net: torch.nn.Module, state_dict: Any, where: str, target: str) -> None:
+    """Load ``state_dict`` into ``net`` strictly. A state dict that does not fit is one line of
+    CheckpointError counting the missing, unexpected and misshapen tensors, with an example of
+    each (not the thousands of key names torch lists)."""
+    if not isinstance(state_dict, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state_dict.values()
+    ):
+        raise CheckpointError(f"{where} holds no state dict (a mapping of names to tensors)")
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)} (needs {tuple(own[k].shape)})"
+        for k in own
+        if k in state_dict and state_dict[k].shape != own[k].shape
+    ]
+    problems = [
+        f"{len(found)} {kind}, e.g. {found[0]}"
+        for kind, found in (
+            ("missing tensor(s)", missing),
+            ("unexpected tensor(s)", unexpected),
+            ("tensor(s) of another shape", shapes),
+        )
+        if found
+    ]
+    if problems:
+        raise CheckpointError(f"{where} does not fit {target}: {'; '.join(problems)}")
+    net.load_state_dict(state_dict)

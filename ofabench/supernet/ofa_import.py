@@ -126,14 +126,10 @@ def load_ofa_state_dict(
 
 
 def read_checkpoint(path: str | Path) -> object:
-    """The object saved at ``path`` (tensors only, on the CPU), or a clear CheckpointError."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    """The object saved at ``path`` (tensors only, on the CPU), or a one-line CheckpointError."""
+    from ..files import load_torch
+
+    return load_torch(path, "checkpoint", CheckpointError)
 
 
 def load_ofa_checkpoint(path: str | Path, model: OFAMobileNetV3) -> OFAMobileNetV3:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..space import ArchConfig
 from ..supernet import OFAMobileNetV3
 from .data import Dataset, Split, resize_batch
@@ -30,6 +31,8 @@ def recal_subset(
     split: Split, n: int = DEFAULT_RECAL_IMAGES, seed: int = RECAL_SEED
 ) -> torch.Tensor:
     """A fixed (seeded) subset of ``n`` images of ``split`` for BN recalibration."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"BN recalibration needs at least 1 image (recal_images), got {n!r}")
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
     return split.images[order[:n]]
 

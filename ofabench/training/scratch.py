@@ -15,9 +15,11 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
+from ..files import load_torch
 from ..provenance import atomic_open, provenance
 from ..space import ArchConfig, SpaceSpec
 from ..supernet import MobileNetV3
+from ..supernet.checkpoint import load_weights
 
 STATIC_FORMAT = "ofabench.static_subnet"
 SCHEMA_VERSION = 1
@@ -53,13 +55,7 @@ def save_static_network(
 
 def read_checkpoint(path: str | Path) -> Mapping[str, Any]:
     """The raw payload of a checkpoint file (CheckpointError when missing or unreadable)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt files
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    payload = load_torch(path, "checkpoint", CheckpointError)
     if not isinstance(payload, Mapping):
         raise CheckpointError(f"checkpoint {path} does not hold a mapping")
     return payload
@@ -76,11 +72,14 @@ def load_static_network(
     payload = read_checkpoint(path) if payload is None else payload
     if not is_static_checkpoint(payload):
         raise CheckpointError(f"{path} is not an ofabench static-network checkpoint")
-    space = SpaceSpec.from_dict(payload["space"])
-    arch = space.validate(ArchConfig.from_dict(payload["arch"]))
-    net = build_static_network(space, arch)
+    missing = [k for k in ("space", "arch", "state_dict") if k not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {missing}; it is damaged or incomplete")
     try:
-        net.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {path} does not match its arch: {exc}") from exc
+        space = SpaceSpec.from_dict(payload["space"])
+        arch = space.validate(ArchConfig.from_dict(payload["arch"]))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path}: bad space or arch: {exc}") from exc
+    net = build_static_network(space, arch)
+    load_weights(net, payload["state_dict"], f"checkpoint {path}", "its arch")
     return net, space, arch
