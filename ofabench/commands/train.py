@@ -61,7 +61,7 @@ def _schedule_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
     text = args.scratch_arch
     if text.lstrip().startswith("{"):
-        return {"schedule": "scratch", "arch": ArchConfig.from_json(text)}
+        return {"schedule": "scratch", "arch": ArchConfig.from_json(text), **budget}
     arch = load_arch(input_file(text, "--scratch-arch file", InvalidArchError))
     return {"schedule": "scratch", "arch": arch, **budget}
 
