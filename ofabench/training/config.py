@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..provenance import read_yaml_file
 from ..space import ArchConfig, SpaceSpec, get_space
+from ..typed_config import bounds, check, from_mapping
 from .data import DataConfig
 from .stages import Stage, no_ps_schedule, scratch_schedule, stage_from_dict, validate_stages
 
@@ -26,20 +27,17 @@ class OptimConfig:
     """SGD (Nesterov) and loss settings shared by every stage. ``batch_size`` is global: under
     ``torchrun`` each of N ranks takes ``batch_size / N``."""
 
-    batch_size: int = 64
-    momentum: float = 0.9
+    batch_size: int = field(default=64, metadata=bounds(ge=1))
+    momentum: float = field(default=0.9, metadata=bounds(ge=0, lt=1))
     nesterov: bool = True
-    weight_decay: float = 3e-5
-    label_smoothing: float = 0.1
-    bn_recal_images: int = 2000
-    eval_images: int = 2000
-    eval_batch_size: int = 500
+    weight_decay: float = field(default=3e-5, metadata=bounds(ge=0))
+    label_smoothing: float = field(default=0.1, metadata=bounds(ge=0, lt=1))
+    bn_recal_images: int = field(default=2000, metadata=bounds(ge=1))
+    eval_images: int = field(default=2000, metadata=bounds(ge=1))
+    eval_batch_size: int = field(default=500, metadata=bounds(ge=1))
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.bn_recal_images < 1 or self.eval_batch_size < 1:
-            raise ConfigError("batch_size, bn_recal_images and eval_batch_size must be positive")
-        if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        check(self, "optim")
 
 
 @dataclass(frozen=True)
@@ -148,10 +146,4 @@ def _check_keys(where: str, data: Mapping[str, Any], allowed: tuple[str, ...]) -
 
 
 def _section(cls: type, name: str, data: Mapping[str, Any]) -> Any:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"'{name}' must be a mapping")
-    _check_keys(name, data, tuple(f.name for f in dataclasses.fields(cls)))
-    try:
-        return cls(**data)
-    except TypeError as exc:
-        raise ConfigError(f"'{name}': {exc}") from exc
+    return from_mapping(cls, data, name)  # keys, types and limits checked (typed_config)
