@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..devices.base import MeasureSettings
-from ._common import add_json, add_space, emit
+from ..files import check_output
+from ._common import add_json, add_space, emit, input_paths
 
 
 def _settings(args: argparse.Namespace) -> MeasureSettings:
@@ -82,6 +83,7 @@ def _profile_text(d: dict[str, Any]) -> str:
 def cmd_profile(args: argparse.Namespace) -> None:
     from ..latency.profiler import profile_device
 
+    check_output(args.out, input_paths(args.device, args.space))
     with _progress_bar("op") as progress:
         result = profile_device(
             args.device,
@@ -113,6 +115,7 @@ def _validate_text(d: dict[str, Any]) -> str:
 def cmd_validate(args: argparse.Namespace) -> None:
     from ..latency.validate import validate_device
 
+    check_output(args.out, input_paths(args.device, args.space, args.table), folder=True)
     with _progress_bar("subnet") as progress:
         result = validate_device(
             args.device,

@@ -320,9 +320,16 @@ def parse_devices(output: str) -> list[tuple[str, str]]:
     return found
 
 
-def run_with_timeout(argv: list[str], timeout_s: float) -> tuple[int, str]:
-    """Run ``argv``; its exit code and output. On time-out its whole process group is killed
-    (adb may leave children that hold the pipe open) and :class:`BackendError` names the command."""
+HEARTBEAT_S = 15.0  # how often a running adb command says it is still being waited for
+
+
+def run_with_timeout(
+    argv: list[str], timeout_s: float, heartbeat_s: float = HEARTBEAT_S
+) -> tuple[int, str]:
+    """Run ``argv``; its exit code and output. While it runs, every ``heartbeat_s`` a log line
+    says what is being waited for and for how long; on time-out its whole process group is
+    killed (adb may leave children that hold the pipe open) and :class:`BackendError` names the
+    command."""
     try:
         process = subprocess.Popen(
             argv,
@@ -335,12 +342,23 @@ def run_with_timeout(argv: list[str], timeout_s: float) -> tuple[int, str]:
         )
     except FileNotFoundError as exc:
         raise BackendError(f"`{argv[0]}` not found: {NO_ADB}") from exc
-    try:
-        output, _ = process.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        _kill_group(process)
-        raise BackendError(f"`{shlex.join(argv)}` timed out after {timeout_s:g} s") from exc
-    return process.returncode, output
+    start = time.monotonic()
+    while True:
+        left = timeout_s - (time.monotonic() - start)
+        try:
+            output, _ = process.communicate(timeout=max(0.0, min(heartbeat_s, left)))
+            return process.returncode, output
+        except subprocess.TimeoutExpired as exc:
+            waited = time.monotonic() - start
+            if waited >= timeout_s:
+                _kill_group(process)
+                raise BackendError(
+                    f"`{shlex.join(argv)}` timed out after {timeout_s:g} s: is the device "
+                    "connected, unlocked and responding? (timeout_s in the device profile)"
+                ) from exc
+            log.info(
+                "waiting for `%s` (%.0f s so far, time-out %g s)", shlex.join(argv), waited, timeout_s
+            )
 
 
 def _kill_group(process: subprocess.Popen[str]) -> None:

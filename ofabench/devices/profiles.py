@@ -76,6 +76,12 @@ class DeviceProfile:
 def profile_dirs() -> list[Path]:
     """Folders searched for ``<name>.yaml``, first match wins (duplicates removed)."""
     dirs = [Path(p) for p in os.environ.get(ENV_DEVICES_DIR, "").split(os.pathsep) if p]
+    missing = [str(d) for d in dirs if not d.is_dir()]
+    if missing:
+        raise ConfigError(
+            f"{ENV_DEVICES_DIR} names {missing[0]}, which is not a folder; point it at a folder "
+            "of device profiles (<name>.yaml) or unset it"
+        )
     dirs.append(Path.cwd() / "devices")
     import ofabench
 
@@ -108,7 +114,10 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     if path.is_file():
         return read_profile(path)
     if path.suffix in PROFILE_SUFFIXES or len(path.parts) > 1:
-        raise ConfigError(f"device profile file {path} does not exist")
+        from ..files import input_file
+
+        input_file(path, "device profile file")  # says why: missing, a folder...
+        raise ConfigError(f"device profile file {path} cannot be read")
     files = _profile_files()
     if str(name_or_path) not in files:
         searched = ", ".join(str(d) for d in profile_dirs()) or "no devices/ folder found"

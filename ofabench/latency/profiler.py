@@ -850,10 +850,13 @@ def profile_device(
         return _execute(run, space, plan, (archs, seed, calibration_method), start)
     except BackendError as exc:
         run.writer.flush()
-        raise BackendError(
-            f"{exc}; the {len(table)} entries so far are saved in {path}: fix the cause and rerun "
-            f"to resume"
-        ) from exc
+        saved = (
+            f"the {len(table)} entries so far are saved in {path}: fix the cause and rerun to "
+            "resume"
+            if len(table) and path.is_file()
+            else "no entry was measured yet: fix the cause and rerun"
+        )
+        raise BackendError(f"{exc}; {saved}") from exc
     finally:
         if reader is not None:
             reader.close()
