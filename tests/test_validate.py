@@ -203,5 +203,5 @@ def test_cli_validate_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
     args = ["validate", *base, "--table", str(table), "--n", "4", "--out", str(tmp_path / "v")]
     assert main([*args, "--calibrate-split", "0.5", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data["metrics"]) == {"plain", "split_plain", "split_calibrated"}
+    assert set(data["metrics"]) == {"plain", "plain_raw", "split_plain", "split_calibrated"}
     assert Path(data["files"]["png"]).is_file()

@@ -359,9 +359,12 @@ def fitted_keys(table: LatencyTable) -> set[str]:
 
 
 def measured_keys(table: LatencyTable) -> list[str]:
-    """Keys whose entries were measured (every entry not listed as fitted)."""
-    fitted = fitted_keys(table)
-    return [key for key in table if key not in fitted]
+    """Keys whose entries were measured (every entry not listed as fitted or transferred from
+    other devices, see :mod:`ofabench.latency.transfer`)."""
+    from .transfer import transferred_keys
+
+    estimated = fitted_keys(table) | transferred_keys(table)
+    return [key for key in table if key not in estimated]
 
 
 def open_table(path: Path, space: SpaceSpec, profile: DeviceProfile) -> LatencyTable:

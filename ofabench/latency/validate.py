@@ -10,6 +10,15 @@ straight from :meth:`SpaceSpec.layers` (weights do not change latency). Each one
 ``passes`` times, in separate sweeps over all subnets, keeping the fastest median: a transient of
 this shared machine only ever adds time, and separate sweeps do not share one.
 
+**Drift** (:mod:`ofabench.latency.probe`). The reference probe is timed before the sweep and
+between rounds of subnets; each measurement is normalised to the table's reference speed
+(``normalised_ms``), and a round whose probe moved more than the tolerance is measured again.
+The first reading is the *speed check*: this machine's probe against the table's reference
+(``speed`` in the result: the ratio, and whether the comparison was rescaled or refused). The
+metrics compare predictions with the normalised measurements (``plain_raw``: with the raw ones).
+A table made before probes existed is normalised to the sweep's first reading (drift within the
+run is still removed) and its speed is reported unchecked.
+
 Written to ``out_dir`` (default ``reports/validation/<device>/``), each with its provenance:
 
 - ``<space>_subnets.csv`` -- one row per subnet and pass (arch, measured, predicted); appended
@@ -23,6 +32,7 @@ Written to ``out_dir`` (default ``reports/validation/<device>/``), each with its
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -31,19 +41,32 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..devices.base import Backend, MeasureSettings
+from ..devices.base import Backend, Measurement, MeasureSettings
 from ..devices.profiles import DeviceProfile, load_profile
 from ..errors import ConfigError, LatencyTableError
 from ..provenance import atomic_open, write_json
 from ..provenance import provenance as make_provenance
 from ..space import ArchConfig, SpaceSpec, as_rng, get_space
 from .model import LatencyModel
+from .probe import (
+    DriftGuard,
+    Probe,
+    Probed,
+    ProbeSettings,
+    SpeedCheck,
+    check_policy,
+    judge_speed,
+    open_probe,
+    speed_summary,
+    table_reference,
+    unchecked,
+)
 from .profiler import (
     CALIBRATION_METHODS,
     ProgressCallback,
@@ -60,7 +83,10 @@ log = logging.getLogger("ofabench")
 REPORT_DIR = Path("reports") / "validation"
 FORMAT_NAME = "ofabench-latency-validation"
 SCHEMA_VERSION = 1
-CSV_FIELDS = ("index", "pass", "r", "measured_ms", "std_ms", "stable", "predicted_ms", "arch")
+CSV_FIELDS = (
+    "index", "pass", "r", "measured_ms", "std_ms", "stable", "predicted_ms", "probe_ms",
+    "normalised_ms", "arch",
+)  # fmt: skip  (arch last: a row cut short by a kill breaks its JSON and is dropped)
 
 
 # -- metrics ---------------------------------------------------------------------------------------
@@ -159,7 +185,11 @@ def read_rows(path: Path, identity: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def _parse_row(record: Mapping[str, str | None]) -> dict[str, Any] | None:
     try:
+        measured = float(record["measured_ms"])  # type: ignore[arg-type]
+        probe = record.get("probe_ms") or None  # absent in CSVs written before probes
         return {
+            "probe_ms": None if probe is None else float(probe),
+            "normalised_ms": float(record.get("normalised_ms") or measured),
             "index": int(record["index"]),
             "pass": int(record["pass"]),
             "r": int(record["r"]),
@@ -196,6 +226,8 @@ class RowWriter:
 
 def _row_values(row: Mapping[str, Any]) -> list[Any]:
     values = {**row, "stable": int(bool(row["stable"])), "arch": row["arch"].to_json()}
+    values["probe_ms"] = "" if row.get("probe_ms") is None else row["probe_ms"]
+    values.setdefault("normalised_ms", row["measured_ms"])
     return [values[name] for name in CSV_FIELDS]
 
 
@@ -216,6 +248,8 @@ class ValidationResult:
     metrics: Mapping[str, FidelityMetrics]
     calibration: Mapping[str, Any]
     files: Mapping[str, str]
+    speed: Mapping[str, Any] = field(default_factory=dict)
+    drift: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -230,6 +264,8 @@ class ValidationResult:
             "metrics": {name: m.to_dict() for name, m in self.metrics.items()},
             "calibration": dict(self.calibration),
             "files": dict(self.files),
+            "speed": dict(self.speed),
+            "drift": dict(self.drift),
         }
 
 
@@ -249,15 +285,69 @@ def validate_device(
     passes: int = 1,
     progress: ProgressCallback | None = None,
     calibration_method: str = "auto",
+    probe: ProbeSettings | None = None,
+    speed_check: str = "auto",
 ) -> ValidationResult:
     """Measure ``n`` random subnets end to end on the device and compare them with the table's
-    predictions (see the module docstring); resumes an interrupted run in ``out_dir``."""
+    predictions (see the module docstring); resumes an interrupted run in ``out_dir``.
+    ``speed_check`` (see :data:`~ofabench.latency.probe.SPEED_POLICIES`) judges this machine's
+    probe against the table's reference; ``off`` also turns the probe off."""
     start = time.perf_counter()
     _check_args(n, passes, calibrate_split, calibration_method)
+    check_policy(speed_check)
     profile = profile if isinstance(profile, DeviceProfile) else load_profile(profile)
     backend = open_backend(profile)
     space = get_space(space)
     table, table_path = _load_table(table, profile, space)
+    probe = ProbeSettings(enabled=False) if speed_check == "off" else (probe or ProbeSettings())
+    settings = settings or MeasureSettings()
+    with contextlib.ExitStack() as stack:
+        reader = open_probe(backend, settings, probe)
+        if reader is not None:
+            stack.callback(reader.close)
+        guard, speed = _speed_guard(table, table_path, reader, probe, speed_check)
+        return _validate(
+            profile, backend, space, (table, table_path), n, seed, out_dir, settings,
+            (calibrate_split, calibration_method), passes, progress, guard, speed, start,
+        )  # fmt: skip
+
+
+def _speed_guard(
+    table: LatencyTable,
+    table_path: str,
+    reader: Probe | None,
+    probe: ProbeSettings,
+    policy: str,
+) -> tuple[DriftGuard, SpeedCheck]:
+    """The sweep's drift guard, normalising to the table's reference (else to its own first
+    reading), and the speed check of that first reading (raises when the policy refuses)."""
+    guard = DriftGuard(reader, probe, table_reference(table))
+    first = guard.start()
+    if first is None:
+        return guard, unchecked("speed check off")
+    speed = judge_speed(table, first, policy, where=table_path)
+    log.info("%s", speed.message)
+    return guard, speed
+
+
+def _validate(
+    profile: DeviceProfile,
+    backend: Backend,
+    space: SpaceSpec,
+    table_and_path: tuple[LatencyTable, str],
+    n: int,
+    seed: int,
+    out_dir: str | Path | None,
+    settings: MeasureSettings,
+    calibrate: tuple[float | None, str],
+    passes: int,
+    progress: ProgressCallback | None,
+    guard: DriftGuard,
+    speed: SpeedCheck,
+    start: float,
+) -> ValidationResult:
+    table, table_path = table_and_path
+    calibrate_split, calibration_method = calibrate
     model = LatencyModel(table, space)
     archs = validation_archs(space, model.resolutions, n, seed)
     out = Path(out_dir) if out_dir else default_report_dir(profile.name)
@@ -265,11 +355,17 @@ def validate_device(
     identity = {"device": profile.name, "space": space.fingerprint(), "seed": seed}
     rows = _resumable_rows(files["csv"], identity, archs)
     writer = RowWriter(files["csv"], {**identity, "provenance": make_provenance()}, rows)
-    sweep = _Sweep(backend, space, archs, model.predict_batch(archs), settings, writer, progress)
+    sweep = _Sweep(
+        backend, space, archs, model.predict_batch(archs), settings, writer, progress, guard
+    )
     n_now = sweep.run(rows, passes)
     measured = fastest_by_index(rows, n)
     split = None if calibrate_split is None else (calibrate_split, calibration_method)
     metrics, calibration, series = evaluate(model, table, space, archs, measured, split, seed)
+    if guard.probe is not None:
+        metrics["plain_raw"] = fidelity(
+            model.predict_batch(archs), fastest_by_index(rows, n, "measured_ms")
+        )
     result = ValidationResult(
         device=profile.name,
         backend=profile.backend,
@@ -282,6 +378,8 @@ def validate_device(
         metrics=metrics,
         calibration=calibration,
         files={k: str(v) for k, v in files.items()},
+        speed=speed_summary(speed),
+        drift=guard.log.summary(guard.reference_ms) if guard.probe is not None else {},
     )
     _write_reports(result, files, measured, series, seed)
     return result
@@ -298,37 +396,53 @@ class _Sweep:
     space: SpaceSpec
     archs: Sequence[ArchConfig]
     predicted: np.ndarray
-    settings: MeasureSettings | None
+    settings: MeasureSettings
     writer: RowWriter
     progress: ProgressCallback | None
+    guard: DriftGuard
 
     def run(self, rows: list[dict[str, Any]], passes: int) -> int:
-        """Measure what ``rows`` lacks (appending to it); return how many were measured."""
+        """Measure what ``rows`` lacks (appending to it), in probe rounds of subnets; return how
+        many were measured."""
         have = {(row["index"], row["pass"]) for row in rows}
         todo = [(i, p) for p in range(passes) for i in range(len(self.archs)) if (i, p) not in have]
+        count = {"done": 0, "total": len(todo)}
+
+        def retried(n: int) -> None:
+            count["total"] += n
+
+        def record(probed: Probed[tuple[int, int]]) -> None:
+            rows.append(self.row(probed))
+            self.writer.append(rows[-1])
+            count["done"] += 1
+            if self.progress is not None:
+                i, p = probed.item
+                key = f"subnet {i + 1}/{len(self.archs)} (pass {p + 1})"
+                self.progress(count["done"], count["total"], key)
+
         if self.progress is not None:
             self.progress(0, len(todo), "")
-        for done, (i, p) in enumerate(todo, 1):
-            rows.append(self.measure(i, p))
-            self.writer.append(rows[-1])
-            if self.progress is not None:
-                self.progress(done, len(todo), f"subnet {i + 1}/{len(self.archs)} (pass {p + 1})")
+        self.guard.on_retry = retried
+        every = max(1, self.guard.settings.every // 4)  # a subnet takes as long as several ops
+        self.guard.measure(todo, self.measure, record, every)
         return len(todo)
 
-    def measure(self, i: int, p: int) -> dict[str, Any]:
-        arch = self.archs[i]
-        measurement = measure_subnet(
-            self.backend, self.space, arch, self.settings or MeasureSettings()
-        )
+    def measure(self, item: tuple[int, int]) -> Measurement:
+        return measure_subnet(self.backend, self.space, self.archs[item[0]], self.settings)
+
+    def row(self, probed: Probed[tuple[int, int]]) -> dict[str, Any]:
+        (i, p), measurement = probed.item, probed.measurement
         return {
             "index": i,
             "pass": p,
-            "r": arch.r,
+            "r": self.archs[i].r,
             "measured_ms": measurement.median_ms,
             "std_ms": measurement.std_ms,
             "stable": measurement.stable,
             "predicted_ms": float(self.predicted[i]),
-            "arch": arch,
+            "arch": self.archs[i],
+            "probe_ms": probed.probe_ms,
+            "normalised_ms": probed.normalised_ms,
         }
 
 
@@ -379,11 +493,15 @@ def _resumable_rows(
     return rows
 
 
-def fastest_by_index(rows: Sequence[Mapping[str, Any]], n: int) -> np.ndarray:
-    """Per subnet, the fastest median over its passes (transients only add time)."""
+def fastest_by_index(
+    rows: Sequence[Mapping[str, Any]], n: int, column: str = "normalised_ms"
+) -> np.ndarray:
+    """Per subnet, the fastest median over its passes (transients only add time), normalised to
+    the reference speed (``column="measured_ms"``: raw; rows without the column give raw)."""
     measured = np.full(n, np.inf)
     for row in rows:
-        measured[row["index"]] = min(measured[row["index"]], row["measured_ms"])
+        value = row.get(column, row["measured_ms"])
+        measured[row["index"]] = min(measured[row["index"]], value)
     return measured
 
 
