@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..devices.base import MeasureSettings
+from ..errors import ConfigError
 from ..files import check_output
 from ._common import add_json, add_space, emit, input_paths
 
@@ -80,9 +81,52 @@ def _profile_text(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _probe(args: argparse.Namespace) -> Any:
+    from ..latency.probe import ProbeSettings
+
+    return ProbeSettings(enabled=not args.no_probe)
+
+
+def _profile_transfer(args: argparse.Namespace) -> None:
+    from ..latency.transfer import profile_transfer, resolve_sources
+    from ..space import get_space
+
+    if args.budget is None:
+        raise ConfigError("--transfer-from needs --budget K (ops to measure on the new device)")
+    sources = resolve_sources(args.transfer_from, get_space(args.space))
+    with _progress_bar("op") as progress:
+        result = profile_transfer(
+            args.device, args.space, sources, args.budget, args.subnets, args.out,
+            _settings(args), args.seed, progress, _probe(args),
+        )  # fmt: skip
+    emit(args, result.to_dict(), lambda d: (
+        f"wrote {d['path']}: {d['n_measured']} ops measured, {d['n_transferred']} transferred "
+        f"from {', '.join(d['sources'])}, {d['n_subnets']} subnets measured for the calibration"
+    ))  # fmt: skip
+
+
+def _recalibrate(args: argparse.Namespace) -> None:
+    from ..latency.probe import recalibrate_device
+
+    record = recalibrate_device(
+        args.device, args.space, args.out, args.recalibrate, _settings(args)
+    )
+    emit(args, record, lambda d: (
+        f"recalibrated {d['path']}: its predictions hold when the probe runs "
+        f"{d['reference_ms']:.4f} ms (measured/predicted {d['measured_over_predicted']:.3f} on "
+        f"{d['subnets']} subnets)"
+    ))  # fmt: skip
+
+
 def cmd_profile(args: argparse.Namespace) -> None:
     from ..latency.profiler import profile_device
 
+    if args.transfer_from is not None:
+        return _profile_transfer(args)
+    if args.budget is not None:
+        raise ConfigError("--budget is for a transfer: pass --transfer-from A,B,...")
+    if args.recalibrate:
+        return _recalibrate(args)
     check_output(args.out, input_paths(args.device, args.space))
     with _progress_bar("op") as progress:
         result = profile_device(
@@ -97,8 +141,10 @@ def cmd_profile(args: argparse.Namespace) -> None:
             seed=args.seed,
             calibration_method=args.calibration_method,
             max_fit_rms=args.max_fit_rms,
+            probe=_probe(args),
         )
     emit(args, result.to_dict(), _profile_text)
+    return None
 
 
 def _validate_text(d: dict[str, Any]) -> str:
@@ -108,6 +154,8 @@ def _validate_text(d: dict[str, Any]) -> str:
             f"  {name:<17} n={m['n']:<4} MAPE {m['mape']:5.2f}%  within 5% {100 * m['within_5']:5.1f}%"
             f"  within 10% {100 * m['within_10']:5.1f}%  Kendall tau {m['kendall_tau']:.3f}"
         )
+    if d.get("speed"):
+        lines.append(d["speed"]["message"])
     lines.append("wrote " + ", ".join(d["files"].values()))
     return "\n".join(lines)
 
@@ -129,6 +177,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
             passes=args.passes,
             progress=progress,
             calibration_method=args.calibration_method,
+            probe=_probe(args),
+            speed_check=args.speed_check,
         )
     emit(args, result.to_dict(), _validate_text)
 
@@ -140,6 +190,11 @@ def _add_measure_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, help="timed runs per round (default 30)")
     p.add_argument("--max-rounds", type=int, help="rounds until two agree within 3%% (default 4)")
     p.add_argument("--seed", type=int, default=0, help="random seed of sampled subnets")
+    p.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="do not time the reference probe between rounds (no drift normalisation)",
+    )
     p.add_argument(
         "--calibration-method",
         choices=["auto", "affine", "ratio"],
@@ -177,6 +232,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", help="table path (default latency_tables/<device>/<space>.json)")
     p.add_argument(
+        "--transfer-from",
+        metavar="A,B,...",
+        help="few-shot: measure --budget ops and --subnets subnets, transfer the rest from these "
+        "devices' tables (names under latency_tables/ or table paths)",
+    )
+    p.add_argument("--budget", type=int, metavar="K", help="ops to measure with --transfer-from")
+    p.add_argument(
+        "--subnets", type=int, default=10, help="whole subnets measured with --transfer-from"
+    )
+    p.add_argument(
+        "--recalibrate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="give the existing table this machine's probe speed from N subnets measured end "
+        "to end (for a table made elsewhere or before probes existed); measures no op",
+    )
+    p.add_argument(
         "--calibrate",
         type=int,
         default=0,
@@ -201,6 +274,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         metavar="F",
         help="fit scale/overhead on a share F of the subnets, report metrics on the rest",
+    )
+    p.add_argument(
+        "--speed-check",
+        choices=["auto", "rescale", "refuse", "off"],
+        default="auto",
+        help="this machine's probe vs the table's: auto rescales up to 1.5x and refuses beyond, "
+        "rescale always, refuse beyond 5%%, off skips the probe (default auto)",
     )
     p.add_argument(
         "--passes",

@@ -65,12 +65,31 @@ def cmd_search(args: argparse.Namespace) -> None:
 
     budgets = single_budgets(args.latency, args.macs, args.params)
     check_output(args.out, _problem_inputs(args))
-    problem = _problem(args)
+    problem, speed = _speed_checked(args, _problem(args))
     result = run_search(problem, budgets, args.method, args.population, args.generations, args.seed)
     data = search_report(problem, budgets, result)
+    if speed is not None:
+        data["speed"] = speed
     if args.out:
         _write_json(args.out, data)
     emit(args, data, _describe_search)
+
+
+def _speed_checked(args: argparse.Namespace, problem: Any) -> tuple[Any, dict[str, Any] | None]:
+    """With ``--device``: time the reference probe here and rescale (or refuse) the table's
+    predictions when this machine runs at another speed than the table's (see
+    :mod:`ofabench.latency.probe`)."""
+    if args.device is None or problem.latency_model is None:
+        return problem, None
+    from ..latency.probe import check_device_speed, rescaled_model
+
+    where = problem.sources.get("latency_table", "")
+    check = check_device_speed(
+        args.device, problem.latency_model.table, args.speed_check, where=where
+    )
+    log.info("%s", check.message)
+    problem.latency_model = rescaled_model(problem.latency_model, check)
+    return problem, check.to_dict()
 
 
 def _describe_search(d: dict[str, Any]) -> str:
@@ -242,6 +261,13 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         choices=["evolution", "random"],
         default="evolution",
         help="evolution (default) or random search with as many evaluations",
+    )
+    p.add_argument(
+        "--speed-check",
+        choices=["auto", "rescale", "refuse", "off"],
+        default="auto",
+        help="with --device: time the reference probe here and rescale the table's predictions "
+        "if this machine runs at another speed (auto: up to 1.5x, refusing beyond; default)",
     )
     p.add_argument("--out", help="write the result (JSON) to this file")
     add_json(p)

@@ -435,11 +435,11 @@ def check_device_speed(
     from ..devices.profiles import DeviceProfile, load_profile
     from .profiler import open_backend
 
-    profile = device if isinstance(device, DeviceProfile) else load_profile(device)
     try:
+        profile = device if isinstance(device, DeviceProfile) else load_profile(device)
         backend = open_backend(profile)
-    except BackendError as exc:
-        return unchecked(f"device {profile.name!r} cannot run here ({exc})")
+    except (BackendError, ConfigError) as exc:
+        return unchecked(f"device {device!r} cannot be measured here ({exc})")
     return judge_speed(table, read_probe(backend), policy, tolerance, max_ratio, where)
 
 
@@ -507,3 +507,26 @@ def speed_summary(check: SpeedCheck) -> Mapping[str, Any]:
     if data["ratio"] is not None and math.isfinite(data["ratio"]):
         data["ratio"] = round(data["ratio"], 5)
     return data
+
+
+def recalibrate_device(
+    device: Any,
+    space: Any,
+    table_path: str | None = None,
+    n: int = 5,
+    settings: MeasureSettings | None = None,
+) -> dict[str, Any]:
+    """:func:`recalibrate_table` on the device's table (default
+    ``latency_tables/<device>/<space>.json``), saved in place; returns the record with the path."""
+    from ..devices.profiles import DeviceProfile, load_profile
+    from ..space import get_space
+    from .profiler import default_table_path, open_backend
+
+    profile = device if isinstance(device, DeviceProfile) else load_profile(device)
+    space = get_space(space)
+    path = table_path or str(default_table_path(profile.name, space.name))
+    table = LatencyTable.load(path)
+    table.check_space(space)
+    record = recalibrate_table(open_backend(profile), table, space, n, settings=settings)
+    table.save(path)
+    return {"path": path, "reference_ms": table.provenance[PROBE]["reference_ms"], **record}

@@ -468,3 +468,23 @@ def _run_transfer(
         {k: v for k, v in calibration.items() if k != "points"},
         info.get("drift", {}), time.perf_counter() - start,
     )  # fmt: skip
+
+
+def resolve_sources(names: str | Sequence[str], space: SpaceSpec) -> list[Path]:
+    """``"A,B,..."`` (device names with tables under ``latency_tables/``, or table paths) as
+    table paths; a missing one is a one-line error."""
+    from .profiler import default_table_path
+
+    items = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+    paths = []
+    for item in filter(None, items):
+        path = Path(item) if Path(item).suffix == ".json" else default_table_path(item, space.name)
+        if not path.is_file():
+            raise LatencyTableError(
+                f"transfer source {item!r}: no table at {path}; profile that device first or pass "
+                f"a table path"
+            )
+        paths.append(path)
+    if not paths:
+        raise ConfigError("--transfer-from needs at least one device or table path")
+    return paths
