@@ -904,6 +904,7 @@ def _execute(
         assert run.guard is not None
         if run.guard.probe is not None:
             run_info["drift"] = run.guard.log.summary(run.guard.reference_ms)
+            run.writer.changed()  # saved by profile_device's final flush
 
 
 def _execute_steps(

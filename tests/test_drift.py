@@ -1,0 +1,203 @@
+"""Drift-robust measurement: the reference probe interleaved with ops, normalisation to the
+table's reference speed, rounds re-measured when the probe moved, and the speed check that
+rescales or refuses a table on a machine of another speed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+from torch import nn
+
+from ofabench.cli import main
+from ofabench.devices.base import Availability, Backend, MeasureSettings
+from ofabench.devices.profiles import DeviceProfile
+from ofabench.devices.registry import register_backend
+from ofabench.errors import LatencyTableError
+from ofabench.latency.model import LatencyModel
+from ofabench.latency.probe import (
+    PROBE,
+    PROBE_ID,
+    ProbeSettings,
+    check_device_speed,
+    judge_speed,
+    rescaled_model,
+    table_reference,
+)
+from ofabench.latency.profiler import profile_device
+from ofabench.latency.table import LatencyEntry, LatencyTable
+from ofabench.space import get_space
+
+QUICK = MeasureSettings(warmup=0, repeats=1, max_rounds=1)
+
+
+def base_ms(model: nn.Module) -> float:
+    """A model's latency at speed 1: set by its parameter count."""
+    return 0.05 + 1e-5 * sum(p.numel() for p in model.parameters())
+
+
+@register_backend
+class DriftingBackend(Backend):
+    """Every model takes ``base_ms(model) * speed(call)``, ``call`` counting timed runs across
+    all models (the probe's included): the test sets ``speed`` to drift or spike."""
+
+    name = "test-drifting"
+    calls = 0
+    speed: ClassVar[Callable[[int], float]] = staticmethod(lambda call: 1.0)
+
+    @classmethod
+    def availability(cls) -> Availability:
+        return Availability(True)
+
+    def prepare(self, model: nn.Module, input_shape: tuple[int, ...]) -> float:
+        return base_ms(model)
+
+    def run_many(self, prepared: float, n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            type(self).calls += 1
+            out.append(prepared * type(self).speed(type(self).calls) / 1e3)
+        return out
+
+
+def tiny_space() -> Any:
+    return get_space("small32_w0.5").restrict(
+        kernel_choices=(3, 5), expand_choices=(3,), depth_choices=(2,), resolutions=(24,)
+    )
+
+
+def drift_device(speed: Callable[[int], float]) -> DeviceProfile:
+    DriftingBackend.calls = 0
+    DriftingBackend.speed = staticmethod(speed)
+    return DeviceProfile(name="drifting", backend="test-drifting")
+
+
+def entry_over_base(table: LatencyTable) -> np.ndarray:
+    """Each entry over its op's latency at speed 1 (1 everywhere when drift is removed)."""
+    from ofabench.latency.ops import build_op_module
+    from ofabench.latency.table import OpSpec
+
+    return np.array(
+        [table[k].mean_ms / base_ms(build_op_module(OpSpec.parse(k))[0]) for k in table]
+    )
+
+
+def profile(tmp_path: Path, speed: Callable[[int], float], probe: ProbeSettings) -> LatencyTable:
+    out = tmp_path / f"t{len(list(tmp_path.iterdir()))}.json"
+    profile_device(drift_device(speed), tiny_space(), out_path=out, settings=QUICK, probe=probe)
+    return LatencyTable.load(out)
+
+
+def test_slow_drift_is_normalised_away(tmp_path: Path) -> None:
+    def drifting(call: int) -> float:  # 1% slower with every timed run
+        return 1.0 + 0.01 * call
+
+    loose = ProbeSettings(every=4, tolerance=0.5)  # this drift is steady, not a round to redo
+    with_probe = entry_over_base(profile(tmp_path, drifting, loose))
+    without = entry_over_base(profile(tmp_path, drifting, ProbeSettings(enabled=False)))
+    assert np.ptp(without) > 0.2  # the raw entries drifted by more than 20% over the run
+    assert np.ptp(with_probe) < 0.02  # normalised: all at the reference speed, within 2%
+    assert with_probe == pytest.approx(1.01, rel=0.02)  # the first probe reading's speed
+
+
+def spike(call: int) -> float:
+    """Twice as slow during timed runs 5..11 (a noisy spell), else speed 1."""
+    return 2.0 if 5 <= call < 12 else 1.0
+
+
+def test_a_round_whose_probe_moved_is_measured_again(tmp_path: Path) -> None:
+    table = profile(tmp_path, spike, ProbeSettings(every=4, tolerance=0.03, max_retries=2))
+    assert entry_over_base(table) == pytest.approx(1.0, rel=1e-9)
+    drift = table.provenance["profiling"]["runs"][-1]["drift"]
+    assert drift["rounds_measured_again"] == 2 and drift["rounds_unsettled"] == 0
+    assert drift["max_ms"] / drift["min_ms"] == pytest.approx(2.0)
+    assert table.provenance[PROBE]["model"] == PROBE_ID
+    assert all(table[k].probe_ms is not None for k in table)
+
+
+def test_without_retries_the_spike_stays_in_the_table(tmp_path: Path) -> None:
+    """The check above fails when rounds are not measured again: the spike's round is off."""
+    table = profile(tmp_path, spike, ProbeSettings(every=4, tolerance=0.03, max_retries=0))
+    assert np.abs(entry_over_base(table) - 1.0).max() > 0.1
+    assert table.provenance["profiling"]["runs"][-1]["drift"]["rounds_unsettled"] >= 1
+
+
+# -- the speed check ---------------------------------------------------------------------------------
+def table_with_reference(reference_ms: float | None) -> tuple[LatencyTable, LatencyModel]:
+    space = tiny_space()
+    from ofabench.latency.profiler import ops_at
+
+    table = LatencyTable.for_space(space, device="drifting", backend="test-drifting")
+    for key in ops_at(space, space.resolutions):
+        table.add(key, LatencyEntry(1.0))
+    if reference_ms is not None:
+        table.provenance[PROBE] = {"model": PROBE_ID, "reference_ms": reference_ms}
+    return table, LatencyModel(table, space)
+
+
+def test_speed_check_keeps_rescales_or_refuses() -> None:
+    table, model = table_with_reference(2.0)
+    arch = model.space.max_arch()
+    same = judge_speed(table, 2.06)
+    assert same.action == "same speed" and rescaled_model(model, same) is model
+    slower = judge_speed(table, 2.6)  # 1.3x: auto rescales
+    assert slower.action == "rescaled" and slower.scale == pytest.approx(1.3)
+    assert rescaled_model(model, slower).predict(arch) == pytest.approx(1.3 * model.predict(arch))
+    with pytest.raises(LatencyTableError, match=r"2\.30x.*re-profile.*recalibrate"):
+        judge_speed(table, 4.6)  # 2.3x: beyond auto's 1.5x
+    assert judge_speed(table, 4.6, "rescale").scale == pytest.approx(2.3)
+    with pytest.raises(LatencyTableError, match="re-profile"):
+        judge_speed(table, 2.6, "refuse")
+
+
+def test_a_table_without_reference_is_reported_unchecked() -> None:
+    old = LatencyTable.load(Path("latency_tables/cpu-onnxruntime/ofa_mbv3_w1.0.json"))
+    assert table_reference(old) is None
+    check = check_device_speed("cpu-onnxruntime", old)  # returns before timing anything
+    assert check.action == "unchecked" and "no probe speed" in check.message
+    assert check.scale == 1.0
+
+
+def test_check_device_speed_measures_the_probe_here() -> None:
+    table, _ = table_with_reference(None)
+    drift_device(lambda call: 3.0)  # this machine is 3x slower than the table's
+    from ofabench.latency.probe import probe_module
+
+    reference = base_ms(probe_module()[0])
+    table.provenance[PROBE] = {"model": PROBE_ID, "reference_ms": reference}
+    device = DeviceProfile(name="drifting", backend="test-drifting")
+    with pytest.raises(LatencyTableError, match=r"3\.00x"):
+        check_device_speed(device, table)
+    assert check_device_speed(device, table, "rescale").scale == pytest.approx(3.0)
+
+
+def test_validate_cli_refuses_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table_path = tmp_path / "t.json"
+    profile_device(
+        drift_device(lambda call: 1.0), tiny_space(), out_path=table_path, settings=QUICK
+    )
+    profile_yaml = tmp_path / "drifting.yaml"
+    profile_yaml.write_text("backend: test-drifting\n")
+    DriftingBackend.speed = staticmethod(lambda call: 2.0)  # the machine got twice as slow
+    space_file = tmp_path / "space.json"
+    import json
+
+    space_file.write_text(json.dumps(tiny_space().to_dict()))
+    args = ["validate", "--device", str(profile_yaml), "--space", str(space_file), "--table",
+            str(table_path), "--n", "3", "--warmup", "0", "--repeats", "1", "--max-rounds", "1",
+            "--out", str(tmp_path / "v")]  # fmt: skip
+    text = json.loads(json.dumps(table_path.read_text()))
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2.00x" in err[0] and "re-profile" in err[0]
+    assert table_path.read_text() == text
+    assert main([*args, "--speed-check", "rescale", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["speed"]["action"] == "rescaled" and data["speed"]["ratio"] == pytest.approx(2.0)
+    plain, raw = data["metrics"]["plain"], data["metrics"]["plain_raw"]
+    assert raw["mean_ratio"] == pytest.approx(2 * plain["mean_ratio"])  # normalised to the table
