@@ -20,6 +20,7 @@ from ofabench.space import ArchBatch, ArchConfig, get_space
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 W10 = get_space("ofa_mbv3_w1.0")
+W12 = get_space("ofa_mbv3_w1.2")
 SMALL = get_space("small32")
 
 
@@ -155,9 +156,9 @@ def _ofa_dict(arch: ArchConfig) -> dict:
 
 def test_ofa_predictor_matches_the_ofa_package(ofa_predictor_file: Path) -> None:
     encoder, reference = _ofa_package_predictor(ofa_predictor_file)
-    ours = load_ofa_predictor(ofa_predictor_file, W10)
+    ours = load_ofa_predictor(ofa_predictor_file, W12)
     rng = np.random.default_rng(0)
-    archs = [W10.sample(rng) for _ in range(20)]
+    archs = [W12.sample(rng) for _ in range(20)]
     with torch.no_grad():
         expected = reference.predict_acc([_ofa_dict(a) for a in archs]).numpy()
     np.testing.assert_allclose(ours.predict(archs), expected, atol=1e-5)
@@ -167,15 +168,18 @@ def test_ofa_predictor_matches_the_ofa_package(ofa_predictor_file: Path) -> None
 
 def test_ofa_predictor_sanity(ofa_predictor_file: Path) -> None:
     predictor = load_ofa_predictor(ofa_predictor_file)
-    acc = predictor.predict([W10.min_arch(), W10.max_arch()])
+    acc = predictor.predict([W12.min_arch(), W12.max_arch()])
     assert acc.dtype == np.float32 and 0.6 < acc[0] < acc[1] < 0.85
     assert predictor.provenance["source"] == "ofa_acc_predictor"
-    restricted = W10.restrict(kernel_choices=[3, 5], resolutions=[160, 192, 224])
+    assert predictor.trained_space.name == "ofa_mbv3_w1.2" and predictor.space_mismatch is None
+    restricted = W12.restrict(kernel_choices=[3, 5], resolutions=[160, 192, 224])
     sub = load_ofa_predictor(ofa_predictor_file, restricted)
     arch = restricted.uniform(5, 4, 3, 192)
     np.testing.assert_allclose(sub.predict([arch]), predictor.predict([arch]))
-    with pytest.raises(ConfigError, match="ofa_mbv3_w1.0"):
-        load_ofa_predictor(ofa_predictor_file, get_space("ofa_mbv3_w1.2"))
+    with pytest.raises(ConfigError, match="trained on space 'ofa_mbv3_w1.2'"):
+        load_ofa_predictor(ofa_predictor_file, W10)
+    with pytest.raises(ConfigError, match="do not fit OFA.s resolution encoding"):
+        load_ofa_predictor(ofa_predictor_file, get_space("small32"), allow_space_mismatch=True)
     with pytest.raises(CheckpointError, match="not an ofabench accuracy predictor"):
         AccuracyPredictor.load(ofa_predictor_file)
 

@@ -163,13 +163,17 @@ def test_fast_encoding_equals_the_checked_encoding() -> None:
         np.testing.assert_array_equal(encoder.encode_batch(batch), encoder._encode_checked(batch))
 
 
-def test_ofa_predictor_for_the_w12_space_only_when_asked(ofa_files: dict[str, str]) -> None:
+def test_ofa_predictor_is_the_w12_spaces_and_w10_only_when_allowed(
+    ofa_files: dict[str, str],
+) -> None:
     path = ofa_files["predictor"].removeprefix("ofa:")
-    with pytest.raises(ConfigError, match="width variant|ofa_mbv3_w1.0"):
-        load_ofa_predictor(path, W12)
-    predictor = load_ofa_predictor(path, W12, any_width=True)
+    with pytest.raises(ConfigError, match="trained on space 'ofa_mbv3_w1.2'.*allow-space-mismatch"):
+        load_ofa_predictor(path, W10)
+    predictor = load_ofa_predictor(path, W12)
     arch = W12.uniform(5, 4, 3, 192)
-    same = load_ofa_predictor(path, W10).predict([W10.uniform(5, 4, 3, 192)])
+    other = load_ofa_predictor(path, W10, allow_space_mismatch=True)
+    assert predictor.space_mismatch is None and "'ofa_mbv3_w1.0'" in other.space_mismatch
+    same = other.predict([W10.uniform(5, 4, 3, 192)])
     np.testing.assert_array_equal(predictor.predict([arch]), same)  # same encoding, same net
 
 
@@ -181,6 +185,8 @@ def test_search_with_a_macs_budget_prints_json(
     code, out, err = run_cli(
         capsys,
         "search",
+        "--space",
+        "ofa_mbv3_w1.2",
         "--predictor",
         ofa_files["predictor"],
         "--macs",
@@ -198,7 +204,8 @@ def test_search_with_a_macs_budget_prints_json(
     assert data == json.loads(out_file.read_text())
     best = data["best"]
     assert best["mmacs"] <= 300 and 0.6 < best["accuracy"] < 0.9
-    assert best["mmacs"] == pytest.approx(count_macs(W10, W10.validate(best["arch"])) / 1e6)
+    assert best["mmacs"] == pytest.approx(count_macs(W12, W12.validate(best["arch"])) / 1e6)
+    assert data["predictor_space"] == "ofa_mbv3_w1.2" and data["space_mismatch"] is None
     assert {"latency_ms"} & set(best) == set()  # no table given, no latency claimed
     assert len(data["search"]["history"]) == 31 and data["search"]["n_evaluations"] == 40 * 31
     assert data["budgets"] == {"mmacs": 300.0} and data["provenance"]["command"]
@@ -237,8 +244,27 @@ def test_search_on_note10_restricts_resolutions(
 def test_bad_search_input_is_one_line_and_exit_1(
     capsys: pytest.CaptureFixture[str], ofa_files: dict[str, str], args: list[str], needle: str
 ) -> None:
-    code, _, err = run_cli(capsys, "search", "--predictor", ofa_files["predictor"], *args)
+    code, _, err = run_cli(
+        capsys, "search", "--space", "ofa_mbv3_w1.2", "--predictor", ofa_files["predictor"], *args
+    )
     assert code == 1 and needle in one_line_error(err)
+
+
+def test_a_predictor_of_another_space_is_one_line_unless_allowed(
+    capsys: pytest.CaptureFixture[str], ofa_files: dict[str, str]
+) -> None:
+    argv = ["search", "--space", "ofa_mbv3_w1.0", "--predictor", ofa_files["predictor"]]
+    argv += ["--macs", "300M", "--generations", "2", "--population", "10"]
+    code, _, err = run_cli(capsys, *argv)
+    line = one_line_error(err)
+    assert code == 1 and "trained on space 'ofa_mbv3_w1.2'" in line and "'ofa_mbv3_w1.0'" in line
+    code, out, err = run_cli(capsys, *argv, "--allow-space-mismatch", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["space"] == "ofa_mbv3_w1.0" and data["predictor_space"] == "ofa_mbv3_w1.2"
+    assert "allow-space-mismatch" in data["space_mismatch"]
+    code, out, _ = run_cli(capsys, *argv, "--allow-space-mismatch")
+    assert code == 0 and out.startswith("warning: predictor ofa:")
 
 
 def test_impossible_latency_names_the_smallest_reachable(

@@ -3,8 +3,13 @@
 The encoding (:class:`ArchEncoder`) is, in order: a kernel-size one-hot for every block slot,
 an expand-ratio one-hot for every block slot (both all-zero for slots a stage does not run),
 then a resolution one-hot. With ``resolution_encoding="ofa"`` the resolution part is OFA's:
-8 bins of 16 px starting at 112, so the w1.0 ImageNet space encodes to OFA's 128 features and
-OFA's published ``acc_predictor.pth`` reads it unchanged (:func:`load_ofa_predictor`).
+8 bins of 16 px starting at 112, so the OFA-MobileNetV3 ImageNet spaces encode to OFA's 128
+features and OFA's published ``acc_predictor.pth`` reads them unchanged
+(:func:`load_ofa_predictor`).
+
+Every predictor knows the space it was trained on (``trained_space``, saved with it; OFA's
+``acc_predictor.pth`` is the ``ofa_mbv3_w1.2`` space's, the network of OFA's tutorial). Using
+it for another space is an error unless explicitly allowed (see :mod:`.spaces`).
 
 Predictions are fractions (0.76, not 76); fit metrics report RMSE in accuracy points.
 :meth:`AccuracyPredictor.predict` runs the MLP in numpy on float32 copies of the weights (made
@@ -36,12 +41,15 @@ from ..blas import single_threaded_blas
 from ..errors import CheckpointError, ConfigError, DatasetError, InvalidArchError
 from ..files import input_file, load_torch
 from ..space import ArchBatch, ArchConfig, SpaceSpec, get_space
+from .spaces import check_predictor_space
 
 logger = logging.getLogger("ofabench")
 
 ENCODER_FORMAT = "ofabench.arch_encoder"
 PREDICTOR_FORMAT = "ofabench.accuracy_predictor"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: records trained_space
+READABLE_VERSIONS = (1, 2)
+OFA_PREDICTOR_SPACE = "ofa_mbv3_w1.2"  # the network OFA's tutorial pairs acc_predictor.pth with
 RESOLUTION_ENCODINGS = ("onehot", "ofa")
 # OFA's resolution bins: index (r - 112) // 16, 8 slots (112..239 px).
 OFA_RES_START, OFA_RES_STEP, OFA_RES_SLOTS = 112, 16, 8
@@ -399,7 +407,11 @@ def build_mlp(n_features: int, hidden_size: int = 400, n_hidden: int = 3) -> nn.
 
 
 class AccuracyPredictor:
-    """Predicts the top-1 accuracy (a fraction) of architectures of ``space``."""
+    """Predicts the top-1 accuracy (a fraction) of architectures of ``space``.
+
+    ``trained_space`` is the space whose subnets it was (or will be) trained on: ``space``
+    itself unless loaded for a restriction of it, or, where explicitly allowed, another space
+    (``space_mismatch`` then says so)."""
 
     def __init__(
         self,
@@ -414,6 +426,8 @@ class AccuracyPredictor:
         self.hidden_size = hidden_size
         self.n_hidden = n_hidden
         self.provenance: dict[str, Any] = {"source": "untrained"}
+        self.trained_space = space
+        self.space_mismatch: str | None = None
         self._numpy_layers: list[tuple[np.ndarray, np.ndarray]] | None = None
         self.model = self._fresh_model(seed)
 
@@ -564,24 +578,25 @@ class AccuracyPredictor:
             "n_hidden": self.n_hidden,
             "space": self.space.to_dict(),
             "space_fingerprint": self.space.fingerprint(),
+            "trained_space": self.trained_space.to_dict(),
             "provenance": self.provenance,
         }
         with atomic_open(path, "wb") as handle:
             torch.save(payload, handle)
 
     @classmethod
-    def load(cls, path: str | Path, space: SpaceSpec | None = None) -> AccuracyPredictor:
-        """Read a file written by :meth:`save`; with ``space``, refuse one made for another."""
+    def load(
+        cls, path: str | Path, space: SpaceSpec | None = None, allow_space_mismatch: bool = False
+    ) -> AccuracyPredictor:
+        """Read a file written by :meth:`save`. With ``space``, refuse it unless ``space`` is
+        the space it was trained on or a restriction of it (or ``allow_space_mismatch``)."""
         payload = _read_payload(path)
-        saved_space = SpaceSpec.from_dict(payload["space"])
-        if space is not None and space.fingerprint() != payload["space_fingerprint"]:
-            raise CheckpointError(
-                f"predictor {path} was made for space {saved_space.name!r} "
-                f"(fingerprint {payload['space_fingerprint']}), not {space.name!r} "
-                f"({space.fingerprint()}); fit a predictor for this space"
-            )
+        trained = _trained_space(payload, path)
+        note = None
+        if space is not None:
+            note = check_predictor_space(trained, space, str(path), allow_space_mismatch)
         predictor = cls(
-            space if space is not None else saved_space,
+            space if space is not None else SpaceSpec.from_dict(payload["space"]),
             ArchEncoder.from_dict(payload["encoder"]),
             hidden_size=int(payload["hidden_size"]),
             n_hidden=int(payload["n_hidden"]),
@@ -589,6 +604,7 @@ class AccuracyPredictor:
         _load_state(predictor.model, payload["state_dict"], path)
         predictor.refresh()
         predictor.provenance = dict(payload.get("provenance") or {})
+        predictor.trained_space, predictor.space_mismatch = trained, note
         return predictor
 
 
@@ -649,12 +665,33 @@ def _read_payload(path: str | Path) -> dict[str, Any]:
             f"{path} is not an ofabench accuracy predictor; for OFA's acc_predictor.pth "
             "use load_ofa_predictor"
         )
-    if payload.get("schema_version") != SCHEMA_VERSION:
+    if payload.get("schema_version") not in READABLE_VERSIONS:
         raise CheckpointError(
             f"{path} has schema version {payload.get('schema_version')}; "
-            f"this ofabench reads version {SCHEMA_VERSION}"
+            f"this ofabench reads versions {list(READABLE_VERSIONS)}"
         )
     return payload
+
+
+def _trained_space(payload: Mapping[str, Any], path: str | Path) -> SpaceSpec:
+    """The space a saved predictor was trained on; files from before it was recorded (schema
+    1) are read as trained on the space they were saved for, and say so."""
+    if "trained_space" in payload:
+        return SpaceSpec.from_dict(payload["trained_space"])
+    if "space" not in payload:
+        raise CheckpointError(
+            f"predictor file {path} does not record the space it was trained on; refit it "
+            "with `ofabench fit-predictor`"
+        )
+    space = SpaceSpec.from_dict(payload["space"])
+    logger.warning(
+        "predictor file %s is from an older ofabench (schema 1) that did not record the space "
+        "a predictor was trained on; taking the space it was saved for, %r (refit or re-save "
+        "it to record it)",
+        path,
+        space.name,
+    )
+    return space
 
 
 def _load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: str | Path) -> None:
@@ -666,29 +703,26 @@ def _load_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: str |
 
 # -- OFA's published predictor -----------------------------------------------------------------
 def load_ofa_predictor(
-    path: str | Path, space: SpaceSpec | None = None, *, any_width: bool = False
+    path: str | Path, space: SpaceSpec | None = None, *, allow_space_mismatch: bool = False
 ) -> AccuracyPredictor:
-    """OFA's ImageNet ``acc_predictor.pth`` (tutorial) as an :class:`AccuracyPredictor` over the
-    w1.0 space (or a restriction of it), with OFA's encoding (128 features).
+    """OFA's ImageNet ``acc_predictor.pth`` as an :class:`AccuracyPredictor` with OFA's encoding
+    (128 features), for the ``ofa_mbv3_w1.2`` space it was trained on (the network of OFA's
+    tutorial, which pairs it with the Note10 tables) or a restriction of it.
 
-    The encoding only sees kernel sizes, expand ratios, depths and the resolution, so with
-    ``any_width=True`` a space that differs from w1.0 only in its widths (``ofa_mbv3_w1.2``) is
-    accepted too: OFA's tutorial pairs this very predictor with its w1.2 network and Note10
-    latency tables. Its predictions for such a space are OFA's, not a fit to that space.
+    The encoding sees only kernel sizes, expand ratios, depths and the resolution, so any
+    OFA-MobileNetV3 width (``ofa_mbv3_w1.0``) can be encoded; using it for such a space needs
+    ``allow_space_mismatch`` (recorded in ``space_mismatch``): its predictions are then OFA's
+    w1.2 numbers, not a fit to that space.
     """
-    reference = get_space("ofa_mbv3_w1.0")
+    reference = get_space(OFA_PREDICTOR_SPACE)
     space = reference if space is None else space
-    _check_ofa_space(space, reference, any_width)
-    if any_width and space.width_mult != reference.width_mult:
-        logger.info(
-            "using OFA's w1.0 accuracy predictor for space %r (width %g), as OFA's tutorial does",
-            space.name,
-            space.width_mult,
-        )
+    _check_ofa_encodable(space, reference)
+    note = check_predictor_space(reference, space, f"ofa:{path}", allow_space_mismatch)
     encoder = ArchEncoder(dataclasses.replace(reference, resolutions=space.resolutions), "ofa")
     predictor = AccuracyPredictor(space, encoder)
     _load_state(predictor.model, _ofa_state_dict(path), path)
     predictor.refresh()
+    predictor.trained_space, predictor.space_mismatch = reference, note
     predictor.provenance = {
         "source": "ofa_acc_predictor",
         "file": str(Path(path).resolve()),
@@ -697,25 +731,18 @@ def load_ofa_predictor(
     return predictor
 
 
-def _check_ofa_space(space: SpaceSpec, reference: SpaceSpec, any_width: bool = False) -> None:
-    widened = dataclasses.replace(
-        space,
-        kernel_choices=reference.kernel_choices,
-        expand_choices=reference.expand_choices,
-        depth_choices=reference.depth_choices,
-        max_depth=reference.max_depth,
-    )
-    if any_width:
-        widened = dataclasses.replace(widened, width_mult=reference.width_mult)
-    narrower = all(
+def _check_ofa_encodable(space: SpaceSpec, reference: SpaceSpec) -> None:
+    """Raise unless OFA's encoding can encode ``space`` (its stages, slots and choices)."""
+    fits = (space.n_stages, space.max_depth) == (reference.n_stages, reference.max_depth) and all(
         set(getattr(space, f)) <= set(getattr(reference, f))
         for f in ("kernel_choices", "expand_choices", "depth_choices")
     )
-    if widened.fingerprint() != reference.fingerprint() or not narrower:
-        kind = "a restriction of it or a width variant" if any_width else "a restriction of it"
+    if not fits:
         raise ConfigError(
-            f"OFA's accuracy predictor was trained for the ofa_mbv3_w1.0 ImageNet space; "
-            f"space {space.name!r} is not that space or {kind}"
+            f"OFA's accuracy predictor encodes the OFA-MobileNetV3 ImageNet space "
+            f"({reference.n_stages} stages x {reference.max_depth} slots, kernels "
+            f"{list(reference.kernel_choices)}, expand ratios {list(reference.expand_choices)}); "
+            f"space {space.name!r} does not fit that encoding"
         )
     _check_ofa_resolutions(space.resolutions)
 
@@ -740,14 +767,19 @@ def _strip_prefix(key: str) -> str:
 OFA_PREFIX = "ofa:"
 
 
-def resolve_predictor(spec: str | Path, space: SpaceSpec) -> AccuracyPredictor:
+def resolve_predictor(
+    spec: str | Path, space: SpaceSpec, allow_space_mismatch: bool = False
+) -> AccuracyPredictor:
     """A predictor for ``space`` from ``spec``: ``ofa:PATH`` for OFA's published
-    ``acc_predictor.pth`` (any width of the OFA-MobileNetV3 space), else a file written by
-    :meth:`AccuracyPredictor.save` (``ofabench fit-predictor``)."""
+    ``acc_predictor.pth`` (the ``ofa_mbv3_w1.2`` space's), else a file written by
+    :meth:`AccuracyPredictor.save` (``ofabench fit-predictor``). A predictor trained on another
+    space is refused unless ``allow_space_mismatch`` (then ``space_mismatch`` says so)."""
     text = str(spec)
     if text.startswith(OFA_PREFIX):
-        return load_ofa_predictor(text[len(OFA_PREFIX) :], space, any_width=True)
-    return AccuracyPredictor.load(text, space)
+        return load_ofa_predictor(
+            text[len(OFA_PREFIX) :], space, allow_space_mismatch=allow_space_mismatch
+        )
+    return AccuracyPredictor.load(text, space, allow_space_mismatch)
 
 
 # -- accuracy datasets -------------------------------------------------------------------------

@@ -211,11 +211,12 @@ def _predictor_note(doc: Mapping[str, Any]) -> str:
         "from the ImageNet *training* set, which puts predicted levels above ImageNet "
         "validation top-1."
     )
-    if doc["space"] != "ofa_mbv3_w1.0":
+    if doc.get("space_mismatch"):
         note += (
-            f" It was made for the w1.0 space; for `{doc['space']}` it reads the same "
-            "kernel/expand/depth/resolution encoding, as OFA's tutorial does with these Note10 "
-            "tables, and does not see the wider channels."
+            f" It was trained on the `ofa_mbv3_w1.2` space (the network of OFA's tutorial); "
+            f"`{doc['space']}` was searched with it anyway (`--allow-space-mismatch`): it reads "
+            "the same kernel/expand/depth/resolution encoding and does not see the other "
+            "channel widths."
         )
     return note + "\n\n"
 
