@@ -51,6 +51,11 @@ class BackendError(OfabenchError):
     """A device backend is unknown, unavailable, or failed to convert or run a model."""
 
 
+class DeviceError(BackendError):
+    """A device cannot be reached or used (host, key, remote runtime, a hang); the message names
+    the device and what to fix."""
+
+
 class SearchError(OfabenchError):
     """A search cannot proceed."""
 
