@@ -35,9 +35,10 @@ def digits():
 
 
 def scratch_config(**top):
-    """The tiny full + kernel schedule (2 epochs in all), trained from scratch on ``ARCH``."""
+    """``ARCH`` trained from scratch with the tiny schedule's full-network training (its first
+    stage: 2 epochs)."""
     return config_from_dict(
-        tiny_config(["full", "kernel"], schedule="scratch", arch=ARCH.to_dict(), **top)
+        tiny_config(["full", "kernel"], epochs=2, schedule="scratch", arch=ARCH.to_dict(), **top)
     )
 
 

@@ -16,10 +16,18 @@ from ..errors import ConfigError
 from ..provenance import read_yaml_file
 from ..space import ArchConfig, SpaceSpec, get_space
 from ..typed_config import bounds, check, from_mapping
+from .budget import with_budget
 from .data import DataConfig
-from .stages import Stage, no_ps_schedule, scratch_schedule, stage_from_dict, validate_stages
+from .stages import (
+    Stage,
+    no_ps_schedule,
+    sandwich_schedule,
+    scratch_schedule,
+    stage_from_dict,
+    validate_stages,
+)
 
-SCHEDULES = ("ps", "no_ps", "scratch")
+SCHEDULES = ("ps", "no_ps", "sandwich", "scratch")
 
 
 @dataclass(frozen=True)
@@ -42,10 +50,12 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run needs. ``schedule: no_ps`` replaces the stages by the no-PS
-    baseline (see :func:`no_ps_schedule`), ``schedule: scratch`` by ``arch`` trained alone for
-    the same epochs (see :func:`scratch_schedule`); ``teacher`` is an optional checkpoint path
-    used for KD instead of this run's own ``full`` stage."""
+    """Everything a training run needs. ``schedule: no_ps`` / ``sandwich`` replace the stages by
+    that one-stage baseline (see :func:`no_ps_schedule`, :func:`sandwich_schedule`),
+    ``schedule: scratch`` by ``arch`` trained alone (see :func:`scratch_schedule`); ``teacher``
+    is an optional checkpoint path used for KD instead of this run's own ``full`` stage.
+    ``budget`` (subnet passes) or ``match_budget`` (another run's folder, whose planned subnet
+    passes are matched) give a one-stage schedule an exact compute budget instead of epochs."""
 
     space: str | dict[str, Any]
     stages: tuple[Stage, ...]
@@ -55,10 +65,24 @@ class TrainConfig:
     seed: int = 0
     teacher: str | None = None
     arch: ArchConfig | None = None
+    budget: int | None = None
+    match_budget: str | None = None
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; allowed: {list(SCHEDULES)}")
+        if self.budget is not None and (
+            isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1
+        ):
+            raise ConfigError(
+                f"budget must be a positive number of subnet passes, got {self.budget!r}"
+            )
+        if self.budget is not None and self.match_budget is not None:
+            raise ConfigError(
+                "give either budget (subnet passes) or match_budget (a run), not both"
+            )
+        if self.match_budget is not None and not isinstance(self.match_budget, str):
+            raise ConfigError(f"match_budget must be a run folder, got {self.match_budget!r}")
         if (self.arch is not None) != (self.schedule == "scratch"):
             raise ConfigError(
                 "schedule: scratch needs 'arch' (the architecture to train alone), and 'arch' "
@@ -78,8 +102,16 @@ class TrainConfig:
         from-scratch training of ``arch``."""
         if self.schedule == "scratch":
             assert self.arch is not None
-            return scratch_schedule(self.stages, self.arch)
-        return no_ps_schedule(self.stages) if self.schedule == "no_ps" else self.stages
+            stages = scratch_schedule(self.stages, self.arch)
+        elif self.schedule == "no_ps":
+            stages = no_ps_schedule(self.stages)
+        elif self.schedule == "sandwich":
+            stages = sandwich_schedule(self.stages)
+        else:
+            stages = self.stages
+        if self.match_budget is not None and len(stages) != 1:
+            with_budget(stages, 1)  # the one-stage error
+        return stages if self.budget is None else with_budget(stages, self.budget)
 
     def stage_names(self) -> list[str]:
         return [s.name for s in self.schedule_stages()]
@@ -96,10 +128,16 @@ class TrainConfig:
         }
         if self.arch is not None:
             data["arch"] = self.arch.to_dict()
+        for key in ("budget", "match_budget"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
         return data
 
 
-TOP_KEYS = ("space", "stages", "data", "optim", "schedule", "seed", "teacher", "arch")
+TOP_KEYS = (
+    "space", "stages", "data", "optim", "schedule", "seed", "teacher", "arch", "budget",
+    "match_budget",
+)  # fmt: skip
 
 
 def config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
@@ -120,6 +158,8 @@ def config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
         seed=int(data.get("seed", 0)),
         teacher=data.get("teacher"),
         arch=_arch(data.get("arch")),
+        budget=data.get("budget"),
+        match_budget=data.get("match_budget"),
     )
 
 

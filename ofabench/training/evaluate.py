@@ -76,15 +76,25 @@ def recalibrate_bn(
 
 
 @torch.no_grad()
-def accuracy(module: nn.Module, split: Split, resolution: int, batch_size: int = 500) -> float:
-    """Top-1 accuracy (0..1) of ``module`` (in eval mode) on ``split`` at ``resolution``."""
+def correct_predictions(
+    module: nn.Module, split: Split, resolution: int, batch_size: int = 500
+) -> torch.Tensor:
+    """Whether ``module`` (in eval mode) classifies each image of ``split`` right, at
+    ``resolution`` (a bool tensor, one entry per image, in the split's order)."""
     module.eval()
-    correct = 0
+    out = torch.zeros(len(split), dtype=torch.bool)
     for start in range(0, len(split), batch_size):
         images = resize_batch(split.images[start : start + batch_size], resolution)
         predicted = module(images).argmax(1)
-        correct += int((predicted == split.labels[start : start + batch_size]).sum())
-    return correct / max(1, len(split))
+        out[start : start + len(predicted)] = predicted == split.labels[start : start + batch_size]
+    return out
+
+
+def accuracy(module: nn.Module, split: Split, resolution: int, batch_size: int = 500) -> float:
+    """Top-1 accuracy (0..1) of ``module`` (in eval mode) on ``split`` at ``resolution``."""
+    if not len(split):
+        return 0.0
+    return float(correct_predictions(module, split, resolution, batch_size).float().mean())
 
 
 def evaluate(net: OFAMobileNetV3, arch: ArchConfig, split: Split, batch_size: int = 500) -> float:
@@ -120,9 +130,17 @@ class SubnetEvaluator:
 
     def __call__(self, arch: ArchConfig) -> dict[str, float]:
         """``{"<split>_acc": accuracy}`` of subnet ``arch``."""
+        return {
+            f"{name}_acc": float(hits.float().mean()) if len(hits) else 0.0
+            for name, hits in self.correct(arch).items()
+        }
+
+    def correct(self, arch: ArchConfig) -> dict[str, torch.Tensor]:
+        """``{"<split>": per-image correctness}`` of subnet ``arch`` (see
+        :func:`correct_predictions`), after its BN recalibration."""
         recalibrate_bn(self.net, arch, self.recal, len(self.recal), self.batch_size)
         return {
-            f"{name}_acc": accuracy(self.net, split, arch.r, self.batch_size)
+            name: correct_predictions(self.net, split, arch.r, self.batch_size)
             for name, split in self.splits.items()
         }
 

@@ -1,16 +1,21 @@
-"""Progressive shrinking as data: a list of :class:`Stage` records, not ``if phase == ...`` blocks.
+"""Training schedules as data: a list of :class:`Stage` records, not ``if phase == ...`` blocks.
 
 Every stage is named after a template (:data:`STAGE_TEMPLATES`) that fixes its defaults: which
-elastic dimensions it samples, how many subnets per step, whether knowledge distillation is on and
-whether channels are sorted before it starts. A config overrides any of those per stage. OFA's
-schedule is ``full → kernel → depth_1 → depth_2 → expand_1 → expand_2``; ``no_ps`` is the
-baseline with every elastic dimension on from the start.
+elastic dimensions it samples, which *sampler* draws a step's subnets and which *distiller*
+gives their soft targets (see :mod:`ofabench.training.strategy`), how many subnets per step,
+and whether channels are sorted before it starts. A config overrides any of those per stage.
+
+Schedules: OFA's progressive shrinking ``full → kernel → depth_1 → depth_2 → expand_1 →
+expand_2``; ``no_ps``, every elastic dimension on from the start (OFA's baseline); ``sandwich``,
+every dimension elastic from the start with the sandwich sampler and in-place distillation
+(BigNAS); ``scratch``, one architecture trained alone (the ``fixed`` sampler). A new strategy is
+a new template.
 
 Choice values are lists of integers or keywords resolved against the space: ``max`` (the largest
 choice only), ``all`` (every choice), ``top2`` (the two largest).
 
-``scratch`` is the from-scratch baseline: one given architecture (``arch``) trained alone as a
-static network at its own resolution, no KD; it is the only stage of its schedule.
+A stage trains ``epochs`` epochs, or exactly ``subnet_passes`` subnet forward+backward image
+passes when that is set (a compute-matched baseline; see :mod:`ofabench.training.budget`).
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..space import ArchConfig, SpaceSpec
+from .strategy import distiller_class, sampler_class
 
 ChoiceSpec = str | tuple[int, ...]
 CHOICE_KEYWORDS = ("max", "all", "top2")
 
 # name -> defaults; OFA's subnets per step are 1, 2, 2, 4, 4 for kernel .. expand_2.
+_OFA = {"sampler": "uniform", "distill": "teacher"}
 STAGE_TEMPLATES: dict[str, dict[str, Any]] = {
     "full": {
         "kernel": "max",
@@ -35,11 +42,14 @@ STAGE_TEMPLATES: dict[str, dict[str, Any]] = {
         "expand": "max",
         "subnets_per_step": 1,
         "kd_weight": 0.0,
+        "sampler": "uniform",
+        "distill": "none",
     },
-    "kernel": {"kernel": "all", "depth": "max", "expand": "max", "subnets_per_step": 1},
-    "depth_1": {"kernel": "all", "depth": "top2", "expand": "max", "subnets_per_step": 2},
-    "depth_2": {"kernel": "all", "depth": "all", "expand": "max", "subnets_per_step": 2},
+    "kernel": {**_OFA, "kernel": "all", "depth": "max", "expand": "max", "subnets_per_step": 1},
+    "depth_1": {**_OFA, "kernel": "all", "depth": "top2", "expand": "max", "subnets_per_step": 2},
+    "depth_2": {**_OFA, "kernel": "all", "depth": "all", "expand": "max", "subnets_per_step": 2},
     "expand_1": {
+        **_OFA,
         "kernel": "all",
         "depth": "all",
         "expand": "top2",
@@ -48,6 +58,7 @@ STAGE_TEMPLATES: dict[str, dict[str, Any]] = {
         "protect_expands": (),
     },
     "expand_2": {
+        **_OFA,
         "kernel": "all",
         "depth": "all",
         "expand": "all",
@@ -61,18 +72,31 @@ STAGE_TEMPLATES: dict[str, dict[str, Any]] = {
         "expand": "all",
         "subnets_per_step": 4,
         "kd_weight": 0.0,
+        "sampler": "uniform",
+        "distill": "none",
     },
-    "scratch": {"subnets_per_step": 1, "kd_weight": 0.0},
+    "sandwich": {
+        "kernel": "all",
+        "depth": "all",
+        "expand": "all",
+        "subnets_per_step": 4,
+        "kd_weight": 1.0,
+        "sampler": "sandwich",
+        "distill": "inplace",
+    },
+    "scratch": {"subnets_per_step": 1, "kd_weight": 0.0, "sampler": "fixed", "distill": "none"},
 }
 PS_ORDER = ("full", "kernel", "depth_1", "depth_2", "expand_1", "expand_2")
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One phase of training. ``epochs`` include ``warmup_epochs``; ``kd_weight`` scales the
-    soft-target loss from the teacher (the trained full network); ``protect_expands`` are the
-    expand ratios whose channels :meth:`OFAMobileNetV3.sort_channels` keeps in place. ``arch``
-    (``scratch`` stages only) is the architecture trained alone as a static network."""
+    """One phase of training. ``epochs`` include ``warmup_epochs``; ``sampler`` and ``distill``
+    name the stage's strategy (:mod:`ofabench.training.strategy`); ``kd_weight`` scales the
+    soft-target loss; ``protect_expands`` are the expand ratios whose channels
+    :meth:`OFAMobileNetV3.sort_channels` keeps in place. ``arch`` is the architecture of a
+    ``fixed`` sampler (trained alone as a static network). ``subnet_passes``, when set, replaces
+    ``epochs`` by an exact budget of subnet forward+backward image passes."""
 
     name: str
     epochs: int
@@ -80,6 +104,8 @@ class Stage:
     warmup_epochs: int = 0
     subnets_per_step: int = 1
     kd_weight: float = 1.0
+    sampler: str = "uniform"
+    distill: str = "teacher"
     kernel: ChoiceSpec = "all"
     depth: ChoiceSpec = "all"
     expand: ChoiceSpec = "all"
@@ -87,32 +113,61 @@ class Stage:
     sort_channels: bool = False
     protect_expands: ChoiceSpec = ()
     arch: ArchConfig | None = None
+    subnet_passes: int | None = None
 
     def __post_init__(self) -> None:
-        if (self.arch is None) != (self.name != "scratch"):
-            raise ConfigError(
-                f"stage {self.name!r}: only a 'scratch' stage takes an arch, and it needs one"
-            )
-        if self.epochs < 1:
-            raise ConfigError(f"stage {self.name!r}: epochs must be at least 1, got {self.epochs}")
+        _check_int(self.name, "epochs", self.epochs, 1)
+        _check_int(self.name, "warmup_epochs", self.warmup_epochs, 0)
+        _check_int(self.name, "subnets_per_step", self.subnets_per_step, 1)
+        if self.subnet_passes is not None:
+            _check_int(self.name, "subnet_passes", self.subnet_passes, 1)
+        for key in ("lr", "kd_weight"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"stage {self.name!r}: {key} must be a number, got {value!r}")
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ConfigError(
                 f"stage {self.name!r}: warmup_epochs must be in 0..{self.epochs - 1}, "
                 f"got {self.warmup_epochs}"
             )
-        if self.lr <= 0 or self.subnets_per_step < 1 or self.kd_weight < 0:
+        if self.lr <= 0 or self.kd_weight < 0:
+            raise ConfigError(f"stage {self.name!r}: lr must be > 0 and kd_weight >= 0")
+        self._check_strategy()
+
+    def _check_strategy(self) -> None:
+        sampler = sampler_class(self.sampler)
+        distiller = distiller_class(self.distill)
+        if (self.arch is None) != (self.sampler != "fixed"):
             raise ConfigError(
-                f"stage {self.name!r}: lr must be > 0, subnets_per_step >= 1, kd_weight >= 0"
+                f"stage {self.name!r}: only a stage with sampler 'fixed' takes an arch, "
+                "and it needs one"
+            )
+        if self.subnets_per_step < sampler.min_subnets:
+            raise ConfigError(
+                f"stage {self.name!r}: sampler {self.sampler!r} needs at least "
+                f"{sampler.min_subnets} subnets per step, got {self.subnets_per_step}"
+            )
+        if distiller.needs_largest_first and not (
+            sampler.largest_first and self.subnets_per_step >= 2
+        ):
+            raise ConfigError(
+                f"stage {self.name!r}: distill {self.distill!r} needs a sampler that trains the "
+                "largest subnet first and at least 2 subnets per step (sampler: sandwich)"
             )
 
     @property
     def file_stem(self) -> str:
-        """The name of this stage's files: its name, or ``scratch_<arch hash>``."""
-        return self.name if self.arch is None else f"scratch_{arch_hash(self.arch)}"
+        """The name of this stage's files: its name, or ``<name>_<arch hash>`` for a fixed arch."""
+        return self.name if self.arch is None else f"{self.name}_{arch_hash(self.arch)}"
+
+    @property
+    def distills(self) -> bool:
+        """Whether the stage adds a soft-target loss (a distiller and a positive weight)."""
+        return self.distill != "none" and self.kd_weight > 0
 
     def subspace(self, space: SpaceSpec) -> SpaceSpec:
         """The part of ``space`` this stage samples from (ConfigError if a choice is not in it);
-        for a ``scratch`` stage, the space at the arch's resolution (the arch must be in it)."""
+        for a fixed arch, the space at the arch's resolution (the arch must be in it)."""
         if self.arch is not None:
             try:
                 space.validate(self.arch)
@@ -129,13 +184,23 @@ class Stage:
         except ConfigError as exc:
             raise ConfigError(f"stage {self.name!r}: {exc}") from exc
 
+    def make_sampler(self, space: SpaceSpec) -> Any:
+        """This stage's :class:`~ofabench.training.strategy.SubnetSampler` over its subspace."""
+        return sampler_class(self.sampler)(self.subspace(space), self.arch)
+
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if self.arch is None:
-            data.pop("arch")
-        else:
+        for key in ("arch", "subnet_passes"):
+            if data[key] is None:
+                data.pop(key)
+        if self.arch is not None:
             data["arch"] = self.arch.to_dict()
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+
+def _check_int(stage: str, key: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"stage {stage!r}: {key} must be an integer >= {minimum}, got {value!r}")
 
 
 def arch_hash(arch: ArchConfig) -> str:
@@ -242,7 +307,7 @@ def validate_stages(stages: Sequence[Stage], space: SpaceSpec) -> None:
         )
     if len(stages) > 1 and any(s.arch is not None for s in stages):
         raise ConfigError(
-            "a 'scratch' stage trains one static network and must be the only stage; "
+            "a stage with a fixed arch trains one static network and must be the only stage; "
             "use schedule: scratch (or --scratch-arch) to derive it from a PS schedule"
         )
     for i, stage in enumerate(stages):
@@ -253,32 +318,44 @@ def validate_stages(stages: Sequence[Stage], space: SpaceSpec) -> None:
             raise ConfigError(f"stage {stage.name!r}: protect_expands: {exc}") from exc
 
 
-def no_ps_schedule(stages: Sequence[Stage]) -> tuple[Stage, ...]:
-    """The "no PS" baseline of a PS schedule: one ``no_ps`` stage with every elastic dimension on,
-    the same total epochs, the first stage's lr and warm-up, the most subnets per step, no KD."""
+def _elastic_baseline(name: str, stages: Sequence[Stage]) -> tuple[Stage, ...]:
+    """A one-stage baseline of a PS schedule with every elastic dimension on from the start: the
+    same total epochs, the first stage's lr and warm-up, the most subnets per step."""
     first = stages[0]
     return (
         stage_from_dict(
             {
-                "name": "no_ps",
+                "name": name,
                 "epochs": sum(s.epochs for s in stages),
                 "lr": first.lr,
                 "warmup_epochs": first.warmup_epochs,
-                "subnets_per_step": max(s.subnets_per_step for s in stages),
+                "subnets_per_step": max(2, max(s.subnets_per_step for s in stages)),
             }
         ),
     )
 
 
+def no_ps_schedule(stages: Sequence[Stage]) -> tuple[Stage, ...]:
+    """OFA's "no PS" baseline: every elastic dimension at once, uniform subnets, no KD."""
+    return _elastic_baseline("no_ps", stages)
+
+
+def sandwich_schedule(stages: Sequence[Stage]) -> tuple[Stage, ...]:
+    """BigNAS's recipe: every elastic dimension at once, the sandwich sampler (largest, smallest,
+    random), in-place distillation from the step's largest subnet."""
+    return _elastic_baseline("sandwich", stages)
+
+
 def scratch_schedule(stages: Sequence[Stage], arch: ArchConfig) -> tuple[Stage, ...]:
-    """The from-scratch baseline of a PS schedule: ``arch`` trained alone for the same total
-    epochs, with the first stage's lr and warm-up, no KD, at ``arch.r``."""
+    """The from-scratch baseline: ``arch`` trained alone as a static network, no KD, at
+    ``arch.r``, with the training the full network gets (the first stage's epochs, lr and
+    warm-up) — the usual single-network budget."""
     first = stages[0]
     return (
         stage_from_dict(
             {
                 "name": "scratch",
-                "epochs": sum(s.epochs for s in stages),
+                "epochs": first.epochs,
                 "lr": first.lr,
                 "warmup_epochs": first.warmup_epochs,
                 "arch": arch,

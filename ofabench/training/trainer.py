@@ -9,9 +9,15 @@ Output folder layout::
     <stage>.state.pt       the in-progress state of a stage, written every epoch (model, optimizer,
                            scheduler, epoch, RNG states, stage, config, metrics history)
 
-A from-scratch run (``schedule: scratch``) trains one static network instead; its files are named
-``scratch_<arch hash>`` (``.pt``, ``.state.pt``) plus ``scratch_<arch hash>.json`` with the final
-validation and test accuracy.
+A stage whose sampler is ``fixed`` (``schedule: scratch``) trains one static network instead;
+its files are named ``scratch_<arch hash>`` (``.pt``, ``.state.pt``) plus
+``scratch_<arch hash>.json`` with the final validation and test accuracy.
+
+Each stage's sampler draws a step's subnets and its distiller adds their soft-target loss (see
+:mod:`ofabench.training.strategy`); the trainer has no per-strategy branches. Compute is
+accounted per epoch in ``metrics.csv`` and per stage in the checkpoints (``compute``): subnet
+forward+backward image passes, teacher forward passes and wall time (see
+:mod:`ofabench.training.budget`).
 
 Networks train in ``channels_last`` memory format (1.3-1.6x faster convolutions on CPU than NCHW,
 same arithmetic); checkpoints load into NCHW networks as usual.
@@ -42,10 +48,11 @@ from torch import nn
 from ..errors import CheckpointError, ConfigError
 from ..latency.counting import count_macs, count_params
 from ..provenance import atomic_open, provenance, write_json
-from ..space import ArchConfig, SpaceSpec
+from ..space import SpaceSpec
 from ..supernet import OFAMobileNetV3
 from ..supernet.checkpoint import FORMAT as SUPERNET_FORMAT
 from ..supernet.checkpoint import load_supernet, save_supernet
+from .budget import StagePlan, plan_stage, reference_passes, with_budget
 from .config import TrainConfig
 from .data import (
     Dataset,
@@ -71,6 +78,7 @@ from .scratch import (
     save_static_network,
 )
 from .stages import Stage, protected_expands
+from .strategy import Distiller, NoDistillation, distiller_class, soft_target_cross_entropy
 
 log = logging.getLogger("ofabench")
 STATE_FORMAT = "ofabench.train_state"
@@ -85,7 +93,10 @@ METRIC_FIELDS = (
     "val_acc_min",
     "images_per_s",
     "seconds",
+    "subnet_passes",
+    "teacher_passes",
 )
+__all__ = ["Trainer", "soft_target_cross_entropy", "train"]
 
 
 # -- pieces ------------------------------------------------------------------------------------
@@ -105,11 +116,6 @@ def parameter_groups(net: torch.nn.Module, weight_decay: float) -> list[dict[str
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-
-
-def soft_target_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
-    """Cross entropy against a probability distribution (the teacher's softmax), batch mean."""
-    return -(soft_targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
 def step_rng(seed: int, stage_index: int, epoch: int, step: int) -> np.random.Generator:
@@ -184,14 +190,32 @@ class Trainer:
         resume later)."""
         selected = self._select(stages)
         self._check_fresh(selected, resume)
-        self._write_config(resume)
         _ = self.dataset  # fail on a missing dataset before any checkpoint is touched
+        self._resolve_budget()
+        self._write_config(resume)
         budget = [stop_after_epochs if stop_after_epochs is not None else math.inf]
         for index in selected:
             if budget[0] <= 0:
                 break
             self._run_stage(index, budget)
         return self.history
+
+    def plan(self, index: int) -> StagePlan:
+        """How stage ``index`` spends its budget on this run's data (steps, epochs, passes)."""
+        return plan_stage(self.stages[index], len(self.dataset.train), self.config.optim.batch_size)
+
+    def _resolve_budget(self) -> None:
+        """``match_budget``: give the one stage exactly the other run's planned subnet passes."""
+        if self.config.match_budget is None:
+            return
+        passes = reference_passes(
+            self.config.match_budget,
+            self.space.fingerprint(),
+            dataclasses.asdict(self.config.data),
+            len(self.dataset.train),
+        )
+        self.stages = with_budget(self.stages, passes)
+        log.info("budget: %d subnet passes, matched to %s", passes, self.config.match_budget)
 
     # -- checks --------------------------------------------------------------------------------
     def _select(self, names: Sequence[str] | None) -> list[int]:
@@ -239,7 +263,7 @@ class Trainer:
     def _write_config(self, resume: bool) -> None:
         text = yaml.safe_dump(self.config.to_dict(), sort_keys=False)
         path = self.out_dir / "config.yaml"
-        if path.exists() and resume and yaml.safe_load(path.read_text()) != yaml.safe_load(text):
+        if path.exists() and resume and not _same_config(path, self.config):
             raise ConfigError(
                 f"{path} differs from this config; resume with the config the run started with"
             )
@@ -269,8 +293,25 @@ class Trainer:
             log.info("stage %s finished: %s", stage.name, self.stage_path(stage.name))
         barrier(self.dist)
 
+    def compute(self) -> dict[str, dict[str, float]]:
+        """Compute spent so far per stage, from the metrics history: subnet passes, teacher
+        forward passes, seconds of training steps."""
+        out: dict[str, dict[str, float]] = {}
+        for row in self.history:
+            totals = out.setdefault(
+                row["stage"], {"subnet_passes": 0, "teacher_passes": 0, "seconds": 0.0}
+            )
+            for key in totals:
+                totals[key] += row.get(key) or 0
+        return out
+
     def _save_finished(self, stage: Stage) -> None:
-        extra = {"stage": stage.name, "config": self.config.to_dict(), "history": self.history}
+        extra = {
+            "stage": stage.name,
+            "config": self.config.to_dict(),
+            "history": self.history,
+            "compute": self.compute(),
+        }
         path = self.stage_path(stage.name)
         if stage.arch is None:
             save_supernet(self.net, path, **extra)
@@ -296,6 +337,7 @@ class Trainer:
             "arch": stage.arch.to_dict(),
             "dataset": self.dataset.name,
             "epochs": stage.epochs,
+            "compute": self.compute().get(stage.name, {}),
             "recal_images": min(optim.bn_recal_images, len(self.dataset.train)),
             **accs,
             "macs": count_macs(self.space, stage.arch),
@@ -308,7 +350,7 @@ class Trainer:
         """A finished stage's network (supernet or static) and the metrics history in it, read
         from one load of the file."""
         payload = read_checkpoint(path)
-        history = list(payload.get("history", []))
+        history = [_with_compute(row, self) for row in payload.get("history", [])]
         if is_static_checkpoint(payload):
             return load_static_network(path, payload)[0], history
         if payload.get("format") != SUPERNET_FORMAT:
@@ -349,11 +391,16 @@ class Trainer:
         broadcast_state(net, self.dist)
         return net
 
-    def teacher(self, stage: Stage) -> OFAMobileNetV3 | None:
-        """The frozen full network for KD (``None`` when the stage's ``kd_weight`` is 0); read
-        once per file version and shared by the stages that distil from it."""
-        if stage.kd_weight == 0:
-            return None
+    def distiller(self, stage: Stage) -> Distiller:
+        """The stage's distiller, with the frozen teacher when it needs one."""
+        if not stage.distills:
+            return NoDistillation(0.0)
+        cls = distiller_class(stage.distill)
+        return cls(stage.kd_weight, self.teacher(stage) if cls.needs_teacher else None)
+
+    def teacher(self, stage: Stage) -> OFAMobileNetV3:
+        """The frozen full network for KD; read once per file version and shared by the stages
+        that distil from it."""
         path = Path(self.config.teacher) if self.config.teacher else self.stage_path("full")
         if not path.exists():
             raise ConfigError(
@@ -386,12 +433,15 @@ class _StageRun:
         self.index = index
         self.stage = trainer.stages[index]
         self.subspace = self.stage.subspace(trainer.space)
+        self.sampler = self.stage.make_sampler(trainer.space)
         self.optim = trainer.config.optim
         self.seed = trainer.config.seed
         self.local_batch = self.optim.batch_size // trainer.dist.world_size
         self.steps_per_epoch = batches_per_epoch(
             len(trainer.dataset.train), self.local_batch, trainer.dist.world_size
         )
+        self.plan = trainer.plan(index)
+        assert self.plan.steps_per_epoch == self.steps_per_epoch
         self.epoch = 0
         self.last_lr = self.stage.lr
         self._build()
@@ -405,15 +455,15 @@ class _StageRun:
         else:
             trainer.net = trainer.fresh_network(self.stage)
         self.net = trainer.net = channels_last(trainer.net)
-        self.teacher = trainer.teacher(self.stage)
+        self.distiller = trainer.distiller(self.stage)
         self.optimizer = torch.optim.SGD(
             parameter_groups(self.net, self.optim.weight_decay),
             lr=self.stage.lr,
             momentum=self.optim.momentum,
             nesterov=self.optim.nesterov,
         )
-        total = self.stage.epochs * self.steps_per_epoch
-        warmup = self.stage.warmup_epochs * self.steps_per_epoch
+        total = self.plan.steps
+        warmup = min(self.stage.warmup_epochs * self.steps_per_epoch, total - 1)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: cosine_lr_factor(step, total, warmup)
         )
@@ -425,7 +475,7 @@ class _StageRun:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = int(state["epoch"])
-        self.trainer.history = list(state["history"])
+        self.trainer.history = [_with_compute(row, self.trainer) for row in state["history"]]
         torch.set_rng_state(state["rng"]["torch"])
         log.info("stage %s: resuming after epoch %d", self.stage.name, self.epoch)
 
@@ -433,7 +483,7 @@ class _StageRun:
     def train(self, budget: list[float]) -> None:
         bar = self._progress_bar()
         try:
-            while self.epoch < self.stage.epochs and budget[0] > 0:
+            while self.epoch < self.plan.epochs and budget[0] > 0:
                 row = self._train_epoch(bar)
                 self.epoch += 1
                 budget[0] -= 1
@@ -444,7 +494,7 @@ class _StageRun:
                     "stage %s epoch %d/%d: loss %.4f train acc %.4f val acc max %.4f min %.4f (%.0f img/s)",
                     self.stage.name,
                     self.epoch,
-                    self.stage.epochs,
+                    self.plan.epochs,
                     row["train_loss"],
                     row["train_acc"],
                     row["val_acc_max"],
@@ -460,7 +510,7 @@ class _StageRun:
             return None
         from tqdm import tqdm
 
-        total = self.stage.epochs * self.steps_per_epoch
+        total = self.plan.steps
         return tqdm(
             total=total,
             initial=self.epoch * self.steps_per_epoch,
@@ -477,52 +527,56 @@ class _StageRun:
             self.trainer.dataset.train, self.local_batch, order, dist.rank, dist.world_size
         )
         self.net.train()
+        first = self.epoch * self.steps_per_epoch
+        steps = min(self.steps_per_epoch, self.plan.steps - first)
+        teacher_before = self.distiller.teacher_images
         loss_sum = acc_sum = 0.0
         seen, start = 0, time.perf_counter()
-        for step, (images, labels) in enumerate(batches):
+        for step, (images, labels) in zip(range(steps), batches):
             loss, acc = self._train_step(step, images, labels)
             loss_sum, acc_sum, seen = loss_sum + loss, acc_sum + acc, seen + 1
             if bar is not None:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{acc_sum / seen:.3f}")
                 bar.update(1)
         seconds = time.perf_counter() - start
-        images_seen = seen * self.local_batch * self.stage.subnets_per_step * dist.world_size
+        passes = self.plan.passes_until(first + seen) - self.plan.passes_until(first)
         return {
             "stage": self.stage.name,
             "epoch": self.epoch + 1,
-            "step": (self.epoch + 1) * self.steps_per_epoch,
+            "step": first + seen,
             "lr": self.last_lr,
             "train_loss": loss_sum / max(1, seen),
             "train_acc": acc_sum / max(1, seen),
-            "images_per_s": images_seen / max(seconds, 1e-9),
+            "images_per_s": passes / max(seconds, 1e-9),
             "seconds": seconds,
+            "subnet_passes": passes,
+            "teacher_passes": (self.distiller.teacher_images - teacher_before) * dist.world_size,
         }
 
     def _train_step(
         self, step: int, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[float, float]:
-        """One optimizer step: the gradients of ``subnets_per_step`` sampled subnets accumulate
-        (OFA sums them), are averaged over ranks, then SGD steps."""
+        """One optimizer step: the sampler's subnets (the same images for all), each with its
+        hard-label loss and the distiller's soft-target term; their gradients accumulate (OFA sums
+        them), are averaged over ranks, then SGD steps."""
         dist = self.trainer.dist
         rng = step_rng(self.seed, self.index, self.epoch, step)
-        resolution, archs = self._step_subnets(rng)
+        n = self.plan.subnets_at(self.epoch * self.steps_per_epoch + step)
+        resolution, archs = self.sampler.draw(rng, self.stage.subnets_per_step)
+        archs = archs[:n]
         aug = torch.Generator().manual_seed(
             derived_seed(self.seed, self.index, self.epoch, step, dist.rank)
         )
         images = resize_batch(augment_batch(images, self.trainer.dataset.augment, aug), resolution)
-        soft = None
-        if self.teacher is not None:  # once per step: every subnet sees the same images
-            with torch.no_grad():
-                soft = F.softmax(self.teacher(images), dim=1)
+        self.distiller.begin_step(images)
         self.optimizer.zero_grad(set_to_none=True)
         loss_total = acc_total = 0.0
-        for arch in archs:
-            if self.stage.arch is None:
+        for i, arch in enumerate(archs):
+            if self.sampler.static_arch is None:
                 self.net.set_active_subnet(arch)
             logits = self.net(images)
-            loss = F.cross_entropy(logits, labels, label_smoothing=self.optim.label_smoothing)
-            if soft is not None:
-                loss = loss + self.stage.kd_weight * soft_target_cross_entropy(logits, soft)
+            hard = F.cross_entropy(logits, labels, label_smoothing=self.optim.label_smoothing)
+            loss = self.distiller.loss(i, logits, hard)
             loss.backward()
             loss_total += float(loss.detach())
             acc_total += float((logits.argmax(1) == labels).float().mean())
@@ -530,20 +584,7 @@ class _StageRun:
         self.last_lr = float(self.optimizer.param_groups[0]["lr"])
         self.optimizer.step()
         self.scheduler.step()
-        n = self.stage.subnets_per_step
         return loss_total / n, acc_total / n
-
-    def _step_subnets(self, rng: np.random.Generator) -> tuple[int, list[ArchConfig]]:
-        """The step's resolution and the subnets it trains (drawn in this order from ``rng``);
-        a from-scratch stage always trains its arch at its resolution."""
-        if self.stage.arch is not None:
-            return self.stage.arch.r, [self.stage.arch] * self.stage.subnets_per_step
-        resolution = int(rng.choice(self.subspace.resolutions))
-        archs = [
-            dataclasses.replace(self.subspace.sample(rng), r=resolution)
-            for _ in range(self.stage.subnets_per_step)
-        ]
-        return resolution, archs
 
     def _validate(self) -> dict[str, float]:
         """Validation accuracy of the stage's largest and smallest subnets (the arch itself for a
@@ -558,8 +599,8 @@ class _StageRun:
             "max_images": self.optim.eval_images,
             "batch_size": self.optim.eval_batch_size,
         }
-        if self.stage.arch is not None:
-            acc = evaluate_static(self.net, self.stage.arch.r, trainer.dataset, **settings)
+        if self.sampler.static_arch is not None:
+            acc = evaluate_static(self.net, self.sampler.static_arch.r, trainer.dataset, **settings)
             out = {"val_acc_max": acc["val_acc"], "val_acc_min": acc["val_acc"]}
         else:
             evaluator = SubnetEvaluator(self.net, trainer.dataset, **settings)
@@ -594,6 +635,30 @@ class _StageRun:
                 torch.save(state, handle)
             trainer.write_metrics()
         barrier(trainer.dist)
+
+
+def _with_compute(row: dict[str, Any], trainer: Trainer) -> dict[str, Any]:
+    """A metrics row of an older run without compute columns, completed from its stage's plan
+    (whole epochs of ``subnets_per_step`` subnets; KD stages saw the teacher once per step)."""
+    if "subnet_passes" in row:
+        return row
+    index = next(i for i, s in enumerate(trainer.stages) if s.name == row["stage"])
+    stage, plan = trainer.stages[index], trainer.plan(index)
+    images = plan.steps_per_epoch * plan.batch_size
+    teacher = images if stage.distills and stage.distill == "teacher" else 0
+    return {**row, "subnet_passes": images * stage.subnets_per_step, "teacher_passes": teacher}
+
+
+def _same_config(path: Path, config: TrainConfig) -> bool:
+    """Whether the run's saved ``config.yaml`` resolves to ``config`` (an older file without the
+    fields added since reads as their defaults)."""
+    from .config import config_from_dict
+
+    try:
+        saved = config_from_dict(yaml.safe_load(path.read_text()))
+    except (OSError, yaml.YAMLError, ConfigError):
+        return False
+    return saved.to_dict() == config.to_dict()
 
 
 def _frozen_teacher(path: Path, space: SpaceSpec) -> OFAMobileNetV3:
