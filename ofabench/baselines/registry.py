@@ -1,82 +1,79 @@
-"""Baselines that are run (not read): random search at equal evaluations, uniform scaling.
-
-A runner maps ``(problem, axis, budgets, fixed, context)`` to ``(points, skipped)``: one point
-per budget it could meet, and for each budget it could not a ``{"method", "budget", "reason"}``
-record. ``fixed`` holds limits on the other axes; ``context["n_evaluations"]`` maps a budget
-to the number of architectures OFA's search scored there, ``context["seed"]`` the seed.
-"""
+"""Baselines by name: built-ins imported lazily, third parties through the
+``ofabench.baselines`` entry-point group (``name = "package.module:BaselineClass"``), like the
+device backends. A taken name is refused; an unknown name lists the valid ones."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+import importlib
+from importlib import metadata
 
-from ..errors import ConfigError, InfeasibleConstraintError
-from ..search.points import ParetoPoint
-from .uniform import best_within, uniform_points
+from ..errors import ConfigError
+from .base import Baseline
 
-Skipped = dict[str, Any]
-Runner = Callable[
-    [Any, str, Sequence[float], Mapping[str, float | None], Mapping[str, Any]],
-    tuple[list[ParetoPoint], list[Skipped]],
-]
-DEFAULT_EVALUATIONS = 100 * 501
+ENTRY_POINT_GROUP = "ofabench.baselines"
 
+BUILTIN_BASELINES: dict[str, str] = {
+    "random": "ofabench.baselines.searches:RandomSearch",
+    "uniform": "ofabench.baselines.uniform:UniformScaling",
+    "aging_evolution": "ofabench.baselines.searches:AgingEvolution",
+    "local_search": "ofabench.baselines.searches:LocalSearch",
+    "nsga2": "ofabench.baselines.searches:NSGA2",
+}
 
-def run_random(
-    problem: Any,
-    axis: str,
-    budgets: Sequence[float],
-    fixed: Mapping[str, float | None],
-    context: Mapping[str, Any],
-) -> tuple[list[ParetoPoint], list[Skipped]]:
-    """Random search at each budget with as many evaluations as OFA's search used there."""
-    from ..search.problem import result_point, run_search
-
-    points, skipped = [], []
-    evaluations = context.get("n_evaluations", {})
-    for budget in budgets:
-        n = int(evaluations.get(budget, DEFAULT_EVALUATIONS))
-        limits = {**fixed, axis: budget}
-        try:
-            result = run_search(problem, limits, "random", n_evals=n, seed=context.get("seed", 0))
-        except InfeasibleConstraintError as exc:
-            skipped.append({"method": "random", "budget": budget, "reason": str(exc)})
-            continue
-        points.append(result_point(problem, result, "random", axis, budget, kind="baseline"))
-    return points, skipped
+_registered: dict[str, type[Baseline]] = {}
 
 
-def run_uniform(
-    problem: Any,
-    axis: str,
-    budgets: Sequence[float],
-    fixed: Mapping[str, float | None],
-    context: Mapping[str, Any],
-) -> tuple[list[ParetoPoint], list[Skipped]]:
-    """The most accurate uniform subnet within each budget."""
-    candidates = uniform_points(problem)
-    points, skipped = [], []
-    for budget in budgets:
-        best = best_within(candidates, {**fixed, axis: budget})
-        if best is None:
-            reason = f"no uniform subnet has {axis} <= {budget:g} (within the fixed limits)"
-            skipped.append({"method": "uniform", "budget": budget, "reason": reason})
-            continue
-        points.append(dataclasses.replace(best, budget=budget, axis=axis))
-    return points, skipped
+def register_baseline(cls: type[Baseline]) -> type[Baseline]:
+    """Class decorator: make ``cls`` available as ``cls.name``; a taken name is refused."""
+    if not cls.name:
+        raise ConfigError(f"baseline {cls.__qualname__} has no name")
+    existing = _registered.get(cls.name)
+    if existing is None and cls.name in BUILTIN_BASELINES:
+        existing = _load(BUILTIN_BASELINES[cls.name])
+    if existing is not None and existing is not cls:
+        raise ConfigError(
+            f"baseline name {cls.name!r} is taken by {existing.__module__}.{existing.__qualname__}"
+        )
+    _registered[cls.name] = cls
+    return cls
 
 
-BASELINES: dict[str, Runner] = {"random": run_random, "uniform": run_uniform}
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def list_baselines() -> list[str]:
-    return sorted(BASELINES)
+    """Every baseline name: built-in, registered in code, or from an entry point."""
+    return sorted(set(BUILTIN_BASELINES) | set(_registered) | set(_entry_points()))
 
 
-def get_baseline(name: str) -> Runner:
-    """The runner registered as ``name``; the error lists the valid names."""
-    if name not in BASELINES:
-        raise ConfigError(f"unknown baseline {name!r}; available: {list_baselines()}")
-    return BASELINES[name]
+def _load(target: str) -> type[Baseline]:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def get_baseline_class(name: str) -> type[Baseline]:
+    """The baseline class called ``name``; an unknown name lists the valid ones."""
+    if name in _registered:
+        return _registered[name]
+    if name in BUILTIN_BASELINES:
+        cls = _load(BUILTIN_BASELINES[name])
+    else:
+        entry = _entry_points().get(name)
+        if entry is None:
+            raise ConfigError(f"unknown baseline {name!r}; available: {list_baselines()}")
+        try:
+            cls = entry.load()
+        except Exception as exc:  # a third party's broken plug-in
+            raise ConfigError(
+                f"baseline {name!r} from entry point {entry.value!r} failed to load: {exc}"
+            ) from exc
+        if not (isinstance(cls, type) and issubclass(cls, Baseline)):
+            raise ConfigError(f"entry point {entry.value!r} is not an ofabench Baseline subclass")
+    _registered[name] = cls
+    return cls
+
+
+def get_baseline(name: str) -> Baseline:
+    """An instance of the baseline called ``name``."""
+    return get_baseline_class(name)()

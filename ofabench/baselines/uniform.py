@@ -7,6 +7,7 @@ the best one that meets it is the baseline's point.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 
@@ -14,6 +15,29 @@ import numpy as np
 
 from ..search.points import ParetoPoint
 from ..space import ArchConfig, SpaceSpec
+from .base import Baseline, BaselineOutcome, SweepTask
+
+
+class UniformScaling(Baseline):
+    """The most accurate uniform subnet within each budget (no search: every uniform subnet is
+    scored once, which the outcome counts as its evaluations)."""
+
+    name = "uniform"
+    label = "Uniform scaling (same k/e/d in every block)"
+
+    def run(self, task: SweepTask) -> BaselineOutcome:
+        candidates = uniform_points(task.problem, self.name)
+        outcome = BaselineOutcome([], [], len(candidates))
+        for budget in task.budgets:
+            best = best_within(candidates, task.limits(budget))
+            if best is None:
+                reason = (
+                    f"no uniform subnet has {task.axis} <= {budget:g} (within the fixed limits)"
+                )
+                outcome.skipped.append({"method": self.name, "budget": budget, "reason": reason})
+                continue
+            outcome.points.append(dataclasses.replace(best, budget=budget, axis=task.axis))
+        return outcome
 
 
 def uniform_archs(space: SpaceSpec) -> list[ArchConfig]:

@@ -15,8 +15,11 @@ FIXED = {
     "evolution": ("#d62728", "o", "OFA evolutionary search"),
     "random": ("#1f77b4", "v", "Random search, equal evaluations"),
     "uniform": ("#2ca02c", "s", "Uniform scaling (same k/e/d in every block)"),
+    "aging_evolution": ("#e6550d", "^", "Regularized (aging) evolution, equal evaluations"),
+    "local_search": ("#6b6ecf", "<", "Local search from the best random subnet"),
+    "nsga2": ("#393b79", "D", "NSGA-II (pymoo), one run, equal total evaluations"),
 }
-COLOURS = (  # distinct from the three fixed ones above, and from each other
+COLOURS = (  # distinct from the fixed ones above, and from each other
     "#9467bd",
     "#8c564b",
     "#e377c2",

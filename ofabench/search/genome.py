@@ -61,6 +61,40 @@ class Genome:
         fresh = (rng.random(genes.shape) * self.counts).astype(np.uint8)
         return np.where(hit, fresh, genes)
 
+    def meaningful(self, genes: np.ndarray) -> np.ndarray:
+        """(N, n_genes) bool: the genes whose change changes the network (depths, resolution,
+        kernel and expand of the slots each row runs)."""
+        s = self.space
+        nb, ns = s.n_blocks, s.n_stages
+        depth_idx = genes[:, 2 * nb : 2 * nb + ns].astype(np.intp)
+        depths = np.asarray(s.depth_choices)[depth_idx]
+        active = (np.arange(nb) % s.max_depth)[None, :] < np.repeat(depths, s.max_depth, axis=1)
+        rest = np.ones((len(genes), ns + 1), dtype=bool)
+        return np.concatenate([active, active, rest], axis=1) & (self.counts > 1)
+
+    def mutate_one_index(self, genes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Every row with one meaningful gene (chosen uniformly) set to another of its choices:
+        the mutation of regularized evolution (Real et al., 2019)."""
+        pick = self.meaningful(genes) * rng.random(genes.shape)
+        column = pick.argmax(axis=1)
+        rows = np.arange(len(genes))
+        counts = self.counts[column].astype(np.int64)
+        step = 1 + (rng.random(len(genes)) * (counts - 1)).astype(np.int64)
+        out = genes.copy()
+        out[rows, column] = (genes[rows, column].astype(np.int64) + step) % counts
+        return out
+
+    def neighbours_index(self, row: np.ndarray) -> np.ndarray:
+        """Every row that differs from ``row`` in one meaningful gene (a local-search step)."""
+        columns = np.flatnonzero(self.meaningful(row[None, :])[0])
+        out = []
+        for c in columns:
+            others = np.setdiff1d(np.arange(int(self.counts[c])), [row[c]])
+            block = np.repeat(row[None, :], len(others), axis=0)
+            block[:, c] = others
+            out.append(block)
+        return np.concatenate(out).astype(np.uint8) if out else np.empty((0, len(row)), np.uint8)
+
     def _coin_thresholds(self, prob: float, resolution_prob: float) -> np.ndarray:
         key = (prob, resolution_prob)
         if key not in self._thresholds:

@@ -53,4 +53,22 @@ def hypervolume_2d(costs: ArrayLike, scores: ArrayLike, ref_cost: float, ref_sco
     return float(np.sum(widths * (s - ref_score)))
 
 
-__all__ = ["hypervolume_2d", "pareto_front"]
+def hypervolume_spread(
+    runs: Sequence[tuple[ArrayLike, ArrayLike]], ref_cost: float, ref_score: float
+) -> dict[str, float | int | list[float]]:
+    """Hypervolume of each run's ``(costs, scores)`` against one reference point, and their
+    spread: mean, sample standard deviation (0 for one run), min, max, number of runs."""
+    values = np.array([hypervolume_2d(c, s, ref_cost, ref_score) for c, s in runs], np.float64)
+    if not len(values):
+        raise ValueError("hypervolume_spread needs at least one run")
+    return {
+        "mean": float(values.mean()),
+        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "n": int(len(values)),
+        "values": values.tolist(),
+    }
+
+
+__all__ = ["hypervolume_2d", "hypervolume_spread", "pareto_front"]

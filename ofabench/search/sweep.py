@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ConfigError, InfeasibleConstraintError
 from .axes import AXES, AXES_INFO
-from .pareto import hypervolume_2d, pareto_front
+from .pareto import hypervolume_2d, hypervolume_spread, pareto_front
 from .points import ParetoPoint, on_axis
 from .problem import SearchProblem, result_point, run_search
 
@@ -41,36 +41,97 @@ def pareto_sweep(
     baselines: Sequence[str] = ("random", "uniform"),
     published: str | None = None,
     external: Sequence[str] = (),
+    seeds: int = 1,
+    extra_points: Sequence[ParetoPoint] = (),
 ) -> dict[str, Any]:
     """Run OFA's evolutionary search at every budget on ``axis`` (plus ``fixed`` limits on the
-    other axes) and the named baselines; add published and external points; summarise."""
+    other axes) and the named baselines; add published, external and ``extra_points``;
+    summarise. With ``seeds`` > 1 every run method is repeated with seeds ``seed + 1``, ...
+    and the summary gives each method's hypervolume spread over the seeds (the points and
+    plots are those of ``seed``)."""
     from ..baselines import get_baseline, load_external_points, load_published
 
     _check_axis(axis, budgets)
+    if seeds < 1:
+        raise ConfigError(f"seeds must be >= 1, got {seeds}")
     fixed = {k: v for k, v in (fixed or {}).items() if v is not None and k != axis}
     runners = {name: get_baseline(name) for name in baselines}  # fail fast on unknown names
-    points, skipped, context = _search_budgets(
-        problem, axis, budgets, fixed, population, generations, seed
-    )
-    for name, runner in runners.items():
-        start = time.perf_counter()
-        found, missed = runner(problem, axis, budgets, fixed, context)
-        context["timing_s"][name] = time.perf_counter() - start
-        points += found
-        skipped += missed
+    run = (problem, axis, budgets, fixed, population, generations, runners)
+    points, skipped, context = _run_methods(*run, seed)
+    reruns = [_run_methods(*run, seed + i)[0] for i in range(1, seeds)]
     if published:
         points += load_published(published)
     for path in external:
         points += load_external_points(path)
+    points += list(extra_points)
     settings = {
         "population": population,
         "generations": generations,
         "seed": seed,
+        "seeds": seeds,
         "baselines": list(baselines),
         "published": published,
         "external": [str(p) for p in external],
     }
-    return _document(problem, axis, budgets, fixed, points, skipped, settings, context)
+    document = _document(problem, axis, budgets, fixed, points, skipped, settings, context)
+    _add_spread(document, [points, *reruns], device=problem.device)
+    return document
+
+
+def _run_methods(
+    problem: SearchProblem,
+    axis: str,
+    budgets: Sequence[float],
+    fixed: Mapping[str, float | None],
+    population: int,
+    generations: int,
+    runners: Mapping[str, Any],
+    seed: int,
+) -> tuple[list[ParetoPoint], list[dict[str, Any]], dict[str, Any]]:
+    """OFA's search at every budget, then every baseline at its evaluation counts."""
+    from ..baselines import SweepTask
+
+    points, skipped, context = _search_budgets(
+        problem, axis, budgets, fixed, population, generations, seed
+    )
+    task = SweepTask(problem, axis, tuple(budgets), fixed, context["n_evaluations"], seed)
+    for name, baseline in runners.items():
+        start = time.perf_counter()
+        outcome = baseline.run(task)
+        context["timing_s"][name] = time.perf_counter() - start
+        context["evaluations"][name] = outcome.n_evaluations
+        points += outcome.points
+        skipped += outcome.skipped
+    return points, skipped, context
+
+
+def _add_spread(
+    document: dict[str, Any], runs: Sequence[Sequence[ParetoPoint]], device: str | None
+) -> None:
+    """Per axis and run method: the hypervolume of every seed's points against the axis's
+    reference point, and their spread (``summary[axis]["hypervolume_spread"]``)."""
+    for axis, summary in document["summary"].items():
+        ref = summary["reference"]
+        if ref is None:
+            continue
+        spread = {}
+        for method in _methods_in_order(p for p in runs[0] if p.kind in ("search", "baseline")):
+            per_run = []
+            for points in runs:
+                mine = [p for p in on_axis(points, axis, device) if p.method == method]
+                per_run.append(([p.cost(axis) for p in mine], [p.accuracy for p in mine]))
+            result = hypervolume_spread(per_run, ref["cost"], ref["accuracy"])
+            spread[method] = {k: _scaled(k, v) for k, v in result.items()}
+        summary["hypervolume_spread"] = spread
+
+
+def _scaled(key: str, value: Any) -> Any:
+    """Hypervolumes in (cost unit x accuracy points), as ``summary.hypervolume`` has them."""
+    if key == "n":
+        return value
+    if key == "values":
+        return [100.0 * v for v in value]
+    return 100.0 * value
 
 
 def _check_axis(axis: str, budgets: Sequence[float]) -> None:
@@ -90,7 +151,7 @@ def _search_budgets(
     seed: int,
 ) -> tuple[list[ParetoPoint], list[dict[str, Any]], dict[str, Any]]:
     points, skipped = [], []
-    context: dict[str, Any] = {"n_evaluations": {}, "seed": seed, "timing_s": {}}
+    context: dict[str, Any] = {"n_evaluations": {}, "seed": seed, "timing_s": {}, "evaluations": {}}
     start = time.perf_counter()
     for budget in budgets:
         limits = {**fixed, axis: budget}
@@ -101,6 +162,9 @@ def _search_budgets(
             logger.warning("budget %g skipped: %s", budget, exc)
             continue
         context["n_evaluations"][budget] = result.n_evaluations
+        context["evaluations"][SEARCH_METHOD] = (
+            context["evaluations"].get(SEARCH_METHOD, 0) + result.n_evaluations
+        )
         points.append(result_point(problem, result, SEARCH_METHOD, axis, budget))
         logger.info("%s <= %g: predicted accuracy %.4f", axis, budget, result.best_score)
     context["timing_s"][SEARCH_METHOD] = time.perf_counter() - start
@@ -207,6 +271,7 @@ def _document(
         "summary": summary,
         "best_at_budget": best_at_budgets(points, axis, budgets, device),
         "timing_s": dict(context["timing_s"]),
+        "evaluations": dict(context["evaluations"]),
         "sources": dict(problem.sources),
         "provenance": provenance(),
     }
