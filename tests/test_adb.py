@@ -280,14 +280,18 @@ def test_cooldown_separates_invocations(fake_adb: Path, tflite_file: Path) -> No
         backend.close(prepared)
 
 
-def test_run_many_gives_the_printed_centre_per_run(fake_adb: Path, tflite_file: Path) -> None:
+def test_measure_round_is_one_invocation_with_its_printed_statistics(
+    fake_adb: Path, tflite_file: Path
+) -> None:
     backend = AdbBackend()
     prepared = backend.prepare(tflite_file, (1, 3, 8, 8))
     try:
-        samples = backend.run_many(prepared, 50)
+        round_ = backend.measure_round(prepared, MeasureSettings(warmup=3, repeats=50), 0)
     finally:
         backend.close(prepared)
-    assert len(samples) == 824 and samples[0] == pytest.approx(1.180e-3)
+    assert len(prepared.runs) == 1  # one benchmark_model invocation per round
+    assert round_.n == 824 and round_.median_ms == pytest.approx(1.180)
+    assert round_.info["statistic"] == "median"
 
 
 def test_measure_converts_a_module_with_the_tflite_writer(

@@ -26,8 +26,9 @@ from ofabench.errors import BackendError, ConfigError
 from ofabench.testing import TINY_BLOCKS, BackendContract, block_input_shape, tiny_block
 
 # -- the contract, once per built-in backend ------------------------------------------------------
-# A phone is never connected here; its command building and parsing have their own tests.
-NOT_HERE = {"adb"}
+# A phone is never connected here; its command building and parsing have their own tests. The
+# ssh backend's contract runs against a real sshd in test_remote_devices.py.
+NOT_HERE = {"adb", "ssh"}
 CONTRACT_SETTINGS: dict[str, dict[str, Any]] = {"torch": {"threads": 1}}
 
 

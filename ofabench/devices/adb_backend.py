@@ -7,11 +7,11 @@ and :class:`AdbBackend` ties them to the :class:`~ofabench.devices.base.Backend`
 ``benchmark_model`` reports summary statistics, not samples: one invocation runs ``warmup_runs``
 then ``num_runs`` (at least; it also runs for at least one second) inferences and prints
 ``count first curr min max avg std`` (newer LiteRT also ``p5 median p95``). So
-:class:`AdbBackend` treats one invocation as one round of the base class's protocol: it repeats
-invocations (with ``cooldown_s`` between them) until two agree within the tolerance, keeps the
-calmest, and reports its ``median`` when printed, else its ``avg`` (``info["statistic"]`` says
-which). ``iqr_ms`` is not printed by ``benchmark_model``; it is estimated as 1.349 x std (exact
-for a normal distribution) and flagged in ``info``.
+:meth:`AdbBackend.measure_round` (the base class's per-round hook) makes one invocation one round:
+the base class repeats rounds (with ``cooldown_s`` between invocations) until two agree within
+the tolerance and keeps the calmest, whose ``median`` is reported when printed, else its ``avg``
+(``info["statistic"]`` says which). ``iqr_ms`` is not printed by ``benchmark_model``; it is
+estimated as 1.349 x std (exact for a normal distribution) and flagged in ``info``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendError, ConfigError
-from .base import Availability, Backend, Measurement, MeasureSettings
+from .base import Availability, Backend, Measurement, MeasureSettings, class_or_instance_method
 from .registry import register_backend
 
 log = logging.getLogger("ofabench")
@@ -357,7 +357,10 @@ def run_with_timeout(
                     "connected, unlocked and responding? (timeout_s in the device profile)"
                 ) from exc
             log.info(
-                "waiting for `%s` (%.0f s so far, time-out %g s)", shlex.join(argv), waited, timeout_s
+                "waiting for `%s` (%.0f s so far, time-out %g s)",
+                shlex.join(argv),
+                waited,
+                timeout_s,
             )
 
 
@@ -380,23 +383,6 @@ class PushedModel:
     local_path: str
     local_dir: str | None = None
     runs: list[BenchmarkStats] = field(default_factory=list)
-
-
-class _hybridmethod:
-    """A method that receives the instance when called on one, else the class (availability
-    depends on the ``serial``/``adb`` settings, but the registry asks the class too)."""
-
-    def __init__(self, func: Any) -> None:
-        self.func = func
-        self.__doc__ = func.__doc__
-
-    def __get__(self, obj: Any, cls: type) -> Any:
-        owner = obj if obj is not None else cls
-
-        def bound(*args: Any, **kwargs: Any) -> Any:
-            return self.func(owner, *args, **kwargs)
-
-        return bound
 
 
 @register_backend
@@ -422,17 +408,10 @@ class AdbBackend(Backend):
         self._device_name: str | None = None
 
     # -- availability ------------------------------------------------------------------------------
-    @_hybridmethod
+    @class_or_instance_method
     def availability(owner: Any) -> Availability:  # noqa: N805 - the instance or the class
         """adb installed and a device in state ``device`` (the configured serial, if any)."""
         return adb_availability(_config_of(owner))
-
-    @_hybridmethod
-    def is_available(owner: Any) -> Availability:  # noqa: N805 - the instance or the class
-        try:
-            return adb_availability(_config_of(owner))
-        except Exception as exc:  # a broken setup reads as unavailable, with the cause
-            return Availability(False, f"{type(exc).__name__}: {exc}")
 
     # -- conversion -----------------------------------------------------------------------------------
     def prepare(self, model: Any, input_shape: tuple[int, ...]) -> PushedModel:
@@ -474,32 +453,19 @@ class AdbBackend(Backend):
         prepared.runs.append(stats)
         return stats
 
-    def run_many(self, prepared: PushedModel, n: int) -> list[float]:
-        """One invocation with ``--num_runs=n``. ``benchmark_model`` prints statistics, not
-        samples: this returns its central value (median, else mean) ``count`` times, in seconds.
-        :meth:`measure` does not use it; it reports the printed statistics themselves."""
-        warmup = self.config.warmup_runs if self.config.warmup_runs is not None else 0
-        stats = self.run_benchmark(prepared, n, warmup)
-        return [stats.center_us / 1e6] * max(stats.count, 1)
-
-    def _timed_rounds(self, prepared: PushedModel, settings: MeasureSettings) -> Measurement:
-        """Invocations until two agree within ``tolerance`` (at most ``max_rounds``); the
-        calmest one's printed statistics become the measurement."""
+    def measure_round(
+        self, prepared: PushedModel, settings: MeasureSettings, warmup: int
+    ) -> Measurement:
+        """One ``benchmark_model`` invocation (it warms up itself, every time: ``warmup_runs``,
+        default ``settings.warmup``; ``num_runs``, default ``settings.repeats``), its printed
+        statistics as the round's measurement."""
         num_runs = self.config.num_runs or settings.repeats
-        warmup = self.config.warmup_runs if self.config.warmup_runs is not None else settings.warmup
-        rounds: list[BenchmarkStats] = []
-        stable = settings.max_rounds == 1
-        while len(rounds) < settings.max_rounds:
-            rounds.append(self.run_benchmark(prepared, num_runs, warmup))
-            best = sorted(r.center_us for r in rounds)[:2]
-            if len(best) == 2 and best[1] - best[0] <= settings.tolerance * best[0]:
-                stable = True
-                break
-        calmest = min(rounds, key=lambda r: r.center_us)
-        info = {**self.info(), "statistic": calmest.statistic, **calmest.summary()}
-        return calmest.to_measurement(
-            rounds=len(rounds), stable=stable, backend=self.name, info=info
+        warmup_runs = self.config.warmup_runs
+        stats = self.run_benchmark(
+            prepared, num_runs, settings.warmup if warmup_runs is None else warmup_runs
         )
+        info = {"statistic": stats.statistic, **stats.summary()}
+        return stats.to_measurement(backend=self.name, info=info)
 
     def _cool_down(self) -> None:
         if self._last_run_end is None or not self.config.cooldown_s:

@@ -2,8 +2,10 @@
 warm-up, repeats, outlier removal, the stability check and the statistics.
 
 A backend implements :meth:`Backend.prepare` (conversion: a PyTorch module to whatever it runs)
-and :meth:`Backend.run_once` (one timed inference, seconds). Backends that time many runs
-themselves (a phone's ``benchmark_model``) override :meth:`Backend.run_many` instead.
+and :meth:`Backend.run_once` (one timed inference, seconds) or :meth:`Backend.run_many`. A
+backend whose runner reports a round's statistics rather than samples (a phone's
+``benchmark_model``) or warms up on every call (a remote runner started per round) overrides
+:meth:`Backend.measure_round`, the one per-round hook; the base class still runs the rounds.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -126,6 +128,9 @@ class Backend(ABC):
     name: ClassVar[str] = ""
     extra: ClassVar[str | None] = None
     settings_keys: ClassVar[frozenset[str]] = frozenset()
+    #: the device profile this instance measures (set by ``DeviceProfile.open``), for messages
+    device_name: str = ""
+    _checked: bool = False  # availability confirmed once: measure() does not ask again
 
     def __init__(self, **settings: Any) -> None:
         unknown = sorted(set(settings) - self.settings_keys)
@@ -140,7 +145,11 @@ class Backend(ABC):
     @classmethod
     @abstractmethod
     def availability(cls) -> Availability:
-        """Whether this backend can run on this machine (libraries, hardware), with the reason."""
+        """Whether this backend can run on this machine (libraries, hardware), with the reason.
+
+        A backend whose availability depends on its settings (a phone's serial, a board's host)
+        defines it with :class:`class_or_instance_method`: the class answers for the library, an
+        instance for the configured device."""
 
     @abstractmethod
     def prepare(self, model: Any, input_shape: tuple[int, ...]) -> Any:
@@ -153,6 +162,19 @@ class Backend(ABC):
     def run_many(self, prepared: Any, n: int) -> list[float]:
         """``n`` timed runs in seconds. The default calls :meth:`run_once` ``n`` times."""
         return [self.run_once(prepared) for _ in range(n)]
+
+    def measure_round(self, prepared: Any, settings: MeasureSettings, warmup: int) -> Measurement:
+        """One round: ``warmup`` untimed runs (``settings.warmup`` before the first round, 0
+        after), then ``settings.repeats`` timed runs summarised. Rounds are compared, and the
+        calmest kept, by ``median_ms``; the base class fills in ``rounds``, ``stable``,
+        ``backend`` and merges :meth:`info` into the round's ``info``.
+
+        The default times :meth:`run_many` samples and drops slow outliers. Override it when
+        the runner reports statistics (``benchmark_model``) or must warm up on every call."""
+        if warmup:
+            self.run_many(prepared, warmup)
+        samples = np.asarray(self.run_many(prepared, settings.repeats), dtype=np.float64) * 1e3
+        return Measurement.from_samples(drop_outliers(samples, settings.outlier_iqr).tolist())
 
     def info(self) -> dict[str, Any]:
         """Provenance of measurements: library versions, threads, device or CPU name."""
@@ -170,15 +192,27 @@ class Backend(ABC):
         except Exception as exc:  # a broken install should read as unavailable, with the cause
             return Availability(False, f"{type(exc).__name__}: {exc}", isinstance(exc, ImportError))
 
-    def check_available(self) -> None:
+    def available_once(self) -> Availability:
+        """:meth:`is_available`, a positive answer remembered: a run asks a remote device once,
+        not before every measurement."""
+        if self._checked:
+            return Availability(True)
         status = self.is_available()
+        self._checked = status.ok
+        return status
+
+    def unavailable_message(self, status: Availability) -> str:
+        """What to say when this backend cannot run: the reason, and the pip extra if it helps."""
+        hint = ""
+        if self.extra and status.missing_library:
+            hint = f"; install it with: pip install 'ofabench[{self.extra}]'"
+        return f"backend {self.name!r} is not available here: {status.reason}{hint}"
+
+    def check_available(self) -> None:
+        """:class:`BackendError` with the reason when this backend cannot run (asked once)."""
+        status = self.available_once()
         if not status:
-            hint = ""
-            if self.extra and status.missing_library:
-                hint = f"; install it with: pip install 'ofabench[{self.extra}]'"
-            raise BackendError(
-                f"backend {self.name!r} is not available here: {status.reason}{hint}"
-            )
+            raise BackendError(self.unavailable_message(status))
 
     def measure(
         self, model: Any, input_shape: tuple[int, ...], settings: MeasureSettings | None = None
@@ -206,21 +240,18 @@ class Backend(ABC):
         return self._timed_rounds(prepared, settings or MeasureSettings())
 
     def _timed_rounds(self, prepared: Any, settings: MeasureSettings) -> Measurement:
-        if settings.warmup:
-            self.run_many(prepared, settings.warmup)
-        rounds: list[np.ndarray] = []
-        stable = False
+        """Rounds of :meth:`measure_round` until two agree within ``tolerance`` (at most
+        ``max_rounds``); the calmest is kept, since transients only ever add time."""
+        rounds: list[Measurement] = []
+        stable = settings.max_rounds == 1
         while len(rounds) < settings.max_rounds:
-            samples = np.asarray(self.run_many(prepared, settings.repeats), dtype=np.float64) * 1e3
-            rounds.append(drop_outliers(samples, settings.outlier_iqr))
-            best_two = sorted(float(np.median(r)) for r in rounds)[:2]
+            warmup = 0 if rounds else settings.warmup
+            rounds.append(self.measure_round(prepared, settings, warmup))
+            best_two = sorted(r.median_ms for r in rounds)[:2]
             if len(best_two) == 2 and best_two[1] - best_two[0] <= settings.tolerance * best_two[0]:
                 stable = True
                 break
-        if settings.max_rounds == 1:
-            stable = True
-        # transients only ever add time: keep the calmest round
-        calmest = min(rounds, key=lambda r: float(np.median(r)))
+        calmest = min(rounds, key=lambda r: r.median_ms)
         if not stable:
             log.debug(
                 "%s: %d rounds did not agree within %.0f%%",
@@ -228,9 +259,8 @@ class Backend(ABC):
                 len(rounds),
                 100 * settings.tolerance,
             )
-        return Measurement.from_samples(
-            calmest.tolist(), rounds=len(rounds), stable=stable, backend=self.name, info=self.info()
-        )
+        info = {**self.info(), **calmest.info}
+        return replace(calmest, rounds=len(rounds), stable=stable, backend=self.name, info=info)
 
 
 def wall_clock(fn: Any, *args: Any) -> float:

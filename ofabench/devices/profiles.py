@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DeviceError
 from .base import Availability, Backend
 
 log = logging.getLogger("ofabench")
@@ -46,21 +46,43 @@ class DeviceProfile:
     path: str | None = field(default=None, compare=False)
 
     def backend_instance(self) -> Backend:
-        """The configured backend; unknown backends and settings raise a clear error."""
+        """The configured backend, not yet checked; unknown backends and settings raise a clear
+        error naming this profile. Measuring code uses :meth:`open`."""
         from .registry import get_backend
 
-        return get_backend(self.backend, **dict(self.settings))
+        try:
+            backend = get_backend(self.backend, **dict(self.settings))
+        except ImportError as exc:
+            raise DeviceError(
+                f"device {self.name!r}: backend {self.backend!r} cannot be imported ({exc})"
+            ) from exc
+        except ConfigError as exc:
+            raise ConfigError(f"device profile {self.path or self.name}: {exc}") from exc
+        backend.device_name = self.name
+        return backend
+
+    def open(self) -> Backend:
+        """The configured backend, its availability checked once for the run (a remote device
+        is asked here, not before every measurement). The one route by which the profiler,
+        validation, the study and ``ofabench devices`` get a backend; :class:`DeviceError`
+        naming this device and the reason when it cannot run here, :class:`ConfigError` for
+        bad settings."""
+        backend, status = self._checked_backend()
+        if not status:
+            raise DeviceError(f"device {self.name!r}: {backend.unavailable_message(status)}")
+        return backend
 
     def availability(self) -> Availability:
-        """Whether this device can be measured here, never raising: a backend that cannot be
-        imported or configured reads as unavailable, with the cause."""
+        """What :meth:`open` finds, never raising: the reason when this device cannot run."""
         try:
-            backend = self.backend_instance()
-        except ImportError as exc:
-            return Availability(False, f"backend {self.backend!r} cannot be imported: {exc}")
+            return self._checked_backend()[1]
         except Exception as exc:  # unknown backend, bad settings, a broken plug-in
-            return Availability(False, str(exc))
-        return backend.is_available()
+            reason = str(exc).removeprefix(f"device {self.name!r}: ")
+            return Availability(False, reason, isinstance(exc, ImportError))
+
+    def _checked_backend(self) -> tuple[Backend, Availability]:
+        backend = self.backend_instance()
+        return backend, backend.available_once()
 
     def to_dict(self) -> dict[str, Any]:
         return {

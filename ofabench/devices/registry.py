@@ -21,6 +21,7 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "litert": "ofabench.devices.litert_backend:LiteRTBackend",
     "tvm": "ofabench.devices.tvm_backend:TVMBackend",
     "adb": "ofabench.devices.adb_backend:AdbBackend",
+    "ssh": "ofabench.devices.ssh_backend:SshBackend",
 }
 
 _registered: dict[str, type[Backend]] = {}

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError, ConfigError
-from .base import Availability, Backend
+from .base import Availability, Backend, class_or_instance_method
 from .registry import register_backend
 
 log = logging.getLogger("ofabench")
@@ -46,9 +46,11 @@ BUILDER_TIMEOUT_S = 180.0
 # apache-tvm-ffi versions seen to segfault in tvm.ir.save_json while MetaSchedule tunes.
 BAD_FFI_FOR_TUNING = frozenset({"0.1.15.post2"})
 RPC_KEYS = frozenset(
-    {"tracker_host", "tracker_port", "key", "connect_timeout_s", "session_timeout_s"}
-)
+    {"host", "port", "tracker_host", "tracker_port", "key", "connect_timeout_s",
+     "session_timeout_s", "cc"}
+)  # fmt: skip
 CLI_LIST_ATTRS = frozenset({"mattr", "keys", "libs"})
+_SESSIONS: dict[tuple[str, int, str], Any] = {}  # (host, port, key) -> the open RPC session
 
 
 # -- settings ----------------------------------------------------------------------------------------
@@ -117,27 +119,67 @@ def _int_setting(name: str, value: Any, minimum: int) -> int:
 
 
 def check_rpc(rpc: Any) -> dict[str, Any] | None:
-    """The ``rpc`` setting validated: ``{tracker_host, tracker_port, key}`` (+ optional
-    ``connect_timeout_s``, ``session_timeout_s``), or ``None``."""
+    """The ``rpc`` setting validated, or ``None``. Either a server directly, ``{host, port}``
+    (+ ``key`` when the server was started with ``--key``), or a tracker, ``{tracker_host,
+    tracker_port, key}``; both may add ``connect_timeout_s``, ``session_timeout_s`` and ``cc`` (the
+    cross compiler that links the uploaded library, e.g. ``aarch64-linux-gnu-g++``)."""
     if rpc is None:
         return None
     if not isinstance(rpc, dict):
         raise ConfigError(
-            f"tvm rpc must be a mapping with tracker_host, tracker_port, key; got {rpc!r}"
+            f"tvm rpc must be a mapping {{host, port}} (or tracker_host, tracker_port, key); "
+            f"got {rpc!r}"
         )
     unknown = sorted(set(rpc) - RPC_KEYS)
-    missing = sorted({"tracker_host", "tracker_port", "key"} - set(rpc))
-    if unknown or missing:
+    tracker = "tracker_host" in rpc or "tracker_port" in rpc
+    needed = {"tracker_host", "tracker_port", "key"} if tracker else {"host", "port"}
+    missing = sorted(needed - {k for k, v in rpc.items() if v not in (None, "")})
+    if unknown or missing or (tracker and ("host" in rpc or "port" in rpc)):
         raise ConfigError(
-            f"tvm rpc settings: unknown {unknown or 'none'}, missing {missing or 'none'}; "
-            f"allowed: {sorted(RPC_KEYS)}"
+            f"tvm rpc settings: unknown {unknown or 'none'}, missing {missing or 'none'}; give "
+            "host and port of an rpc_server (+ key), or tracker_host, tracker_port and key "
+            f"(not both); allowed: {sorted(RPC_KEYS)}"
         )
-    port = rpc["tracker_port"]
+    port_key = "tracker_port" if tracker else "port"
+    port = rpc[port_key]
     if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-        raise ConfigError(f"tvm rpc tracker_port must be an integer 1..65535; got {port!r}")
-    if not isinstance(rpc["key"], str) or not rpc["key"]:
+        raise ConfigError(f"tvm rpc {port_key} must be an integer 1..65535; got {port!r}")
+    if tracker and (not isinstance(rpc["key"], str) or not rpc["key"]):
         raise ConfigError(f"tvm rpc key must be a non-empty string; got {rpc['key']!r}")
-    return dict(rpc)
+    return {**rpc, "key": str(rpc.get("key") or "")}
+
+
+def rpc_address(rpc: dict[str, Any]) -> tuple[str, int, str]:
+    """``(host, port, what)``: where to connect, and what listens there (for messages)."""
+    if "tracker_host" in rpc:
+        return rpc["tracker_host"], rpc["tracker_port"], "RPC tracker"
+    return rpc["host"], rpc["port"], "RPC server"
+
+
+def _session_key(rpc: dict[str, Any]) -> tuple[str, int, str]:
+    host, port, _ = rpc_address(rpc)
+    return host, port, rpc["key"]
+
+
+def probe_rpc(rpc: dict[str, Any]) -> None:
+    """A TCP connection to the server or tracker within ``connect_timeout_s`` (default 10 s):
+    :class:`BackendError` saying how to start it otherwise (tvm.rpc itself would retry a refused
+    connection for 60 s)."""
+    host, port, what = rpc_address(rpc)
+    timeout = float(rpc.get("connect_timeout_s", 10.0))
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        start = (
+            f"`python -m tvm.exec.rpc_tracker --host 0.0.0.0 --port {port}` and register the "
+            f"device with key {rpc['key']!r}"
+            if what == "RPC tracker"
+            else f"`python -m tvm.exec.rpc_server --host 0.0.0.0 --port {port}` on the board"
+        )
+        raise BackendError(
+            f"tvm: the {what} {host}:{port} is not reachable within {timeout:g} s ({exc}); "
+            f"start it with {start}, or fix rpc in the device profile"
+        ) from exc
 
 
 # -- what prepare returns --------------------------------------------------------------------------
@@ -186,7 +228,8 @@ class TVMBackend(Backend):
     ``threads`` (TVM runtime thread pool, default 1), ``frontend`` ("onnx" or "torch"),
     ``tune_trials`` (MetaSchedule trials per model, 0 = untuned), ``tuning_dir`` (the database,
     shared across runs and models: a task already in it is not tuned again), ``rpc``
-    (``{tracker_host, tracker_port, key}`` for a remote device).
+    (``{host, port}`` of a device's ``tvm.exec.rpc_server``, or ``{tracker_host, tracker_port,
+    key}``: modules are compiled here for ``target``, uploaded and timed on the device).
     """
 
     name = "tvm"
@@ -206,8 +249,9 @@ class TVMBackend(Backend):
         self._target_spec = self.settings.get("target")
         self._target: Any = None
 
-    @classmethod
-    def availability(cls) -> Availability:
+    @class_or_instance_method
+    def availability(owner: Any) -> Availability:  # noqa: N805 - the instance or the class
+        """TVM with LLVM here; for an instance with ``rpc``, its server or tracker reachable."""
         try:
             import tvm
         except ImportError as exc:
@@ -218,6 +262,12 @@ class TVMBackend(Backend):
                 "this TVM build has no LLVM code generator (tvm.runtime.enabled('llvm') is False); "
                 "install a wheel built with LLVM: pip install apache-tvm",
             )
+        rpc = getattr(owner, "rpc", None)
+        if rpc is not None:
+            try:
+                probe_rpc(rpc)
+            except BackendError as exc:
+                return Availability(False, str(exc).removeprefix("tvm: "))
         return Availability(True)
 
     # -- target ---------------------------------------------------------------------------------------
@@ -317,7 +367,7 @@ class TVMBackend(Backend):
         return TVMRunnable(vm, device, tvm.runtime.tensor(data, device), 0.0, workdir=workdir)
 
     def _load_remote(self, executable: Any, workdir: str, data: np.ndarray) -> TVMRunnable:
-        """Export a shared library, upload it through the tracker's session, run it remotely."""
+        """Export a shared library, upload it over the session, run it on the remote device."""
         import tvm
         from tvm import relax
 
@@ -325,11 +375,14 @@ class TVMBackend(Backend):
         name = f"ofabench_{Path(workdir).name}.so"
         local = str(Path(workdir) / name)
         try:
-            executable.export_library(local, **_export_options(self.target))
+            executable.export_library(local, **_export_options(self.target, self.rpc))
             session.upload(local)
             library = session.load_module(name)
         except Exception as exc:
-            raise BackendError(f"tvm: uploading the compiled model over RPC failed: {exc}") from exc
+            _SESSIONS.pop(_session_key(self.rpc), None)  # a broken session is not reused
+            raise BackendError(
+                f"tvm: uploading the compiled model over RPC ({self._where()}) failed: {exc}"
+            ) from exc
         _config_threads(session.get_function("runtime.config_threadpool"), self.threads)
         device = session.cpu()
         vm = relax.VirtualMachine(library, device)
@@ -339,29 +392,35 @@ class TVMBackend(Backend):
         )
 
     def connect_remote(self) -> Any:
-        """A session on a device of ``rpc.key`` from the tracker; a clear error when the tracker
-        does not answer within ``connect_timeout_s`` (default 10 s)."""
+        """The RPC session: opened on first use (directly on the server, or on a device of
+        ``rpc.key`` from the tracker) and shared by this process's backends for that address
+        (an rpc_server serves one session at a time: a second would wait for the first); a
+        clear error when nothing answers within ``connect_timeout_s`` (default 10 s)."""
         assert self.rpc is not None
+        host, port, what = rpc_address(self.rpc)
+        if _session_key(self.rpc) in _SESSIONS:
+            return _SESSIONS[_session_key(self.rpc)]
         from tvm import rpc
 
-        host, port, key = self.rpc["tracker_host"], self.rpc["tracker_port"], self.rpc["key"]
-        timeout = float(self.rpc.get("connect_timeout_s", 10.0))
-        where = f"RPC tracker {host}:{port}"
-        try:  # tvm.rpc retries a refused connection for 60 s: probe first, with our timeout
-            socket.create_connection((host, port), timeout=timeout).close()
-        except OSError as exc:
-            raise BackendError(
-                f"tvm: cannot reach the {where} within {timeout:g} s ({exc}); start it with "
-                "`python -m tvm.exec.rpc_tracker --host 0.0.0.0 --port 9190` and register the "
-                f"device with key {key!r}, or fix rpc in the device profile"
-            ) from exc
+        probe_rpc(self.rpc)
+        key, timeout = self.rpc["key"], float(self.rpc.get("session_timeout_s", 0) or 0)
         try:
-            tracker = rpc.connect_tracker(host, port)
-            return tracker.request(
-                key, priority=1, session_timeout=float(self.rpc.get("session_timeout_s", 0))
-            )
+            if what == "RPC tracker":
+                tracker = rpc.connect_tracker(host, port)
+                session = tracker.request(key, priority=1, session_timeout=timeout)
+            else:
+                session = rpc.connect(host, port, key=key, session_timeout=timeout)
         except Exception as exc:
-            raise BackendError(f"tvm: the {where} gave no device for key {key!r}: {exc}") from exc
+            raise BackendError(f"tvm: the {self._where()} gave no session: {exc}") from exc
+        _SESSIONS[_session_key(self.rpc)] = session
+        return session
+
+    def _where(self) -> str:
+        assert self.rpc is not None
+        host, port, what = rpc_address(self.rpc)
+        key = f", key {self.rpc['key']!r}" if self.rpc["key"] else ""
+        device = f"device {self.device_name!r}: " if self.device_name else ""
+        return f"{device}{what} {host}:{port}{key}"
 
     # -- tuning ----------------------------------------------------------------------------------------
     def tune_and_apply(self, mod: Any) -> tuple[Any, TuningSummary]:
@@ -426,6 +485,11 @@ class TVMBackend(Backend):
         workers (cross-compiling) and time on the device through the tracker."""
         if self.rpc is None:
             return in_process_builder(), in_process_runner()
+        if "tracker_host" not in self.rpc:
+            raise ConfigError(
+                "tvm: MetaSchedule tunes remote devices through an RPC tracker; give rpc "
+                "tracker_host, tracker_port and key (or set tune_trials: 0)"
+            )
         builder = ms.builder.LocalBuilder(
             timeout_sec=BUILDER_TIMEOUT_S, initializer=warm_builder_worker
         )
@@ -460,6 +524,13 @@ class TVMBackend(Backend):
         if prepared.workdir:
             shutil.rmtree(prepared.workdir, ignore_errors=True)
 
+    def _remote_name(self) -> str:
+        """``rpc:<key>`` through a tracker, ``rpc:<host>:<port>`` for a server."""
+        assert self.rpc is not None
+        if "tracker_host" in self.rpc:
+            return f"rpc:{self.rpc['key']}"
+        return f"rpc:{self.rpc['host']}:{self.rpc['port']}"
+
     def info(self) -> dict[str, Any]:
         from ..provenance import cpu_model, library_versions
 
@@ -474,7 +545,7 @@ class TVMBackend(Backend):
             "threads": self.threads,
             "frontend": self.frontend,
             "timing": "VirtualMachine.time_evaluator, number=1 per sample",
-            "device": f"rpc:{self.rpc['key']}" if self.rpc else cpu_model(),
+            "device": self._remote_name() if self.rpc else cpu_model(),
         }
 
 
@@ -530,8 +601,13 @@ def configure_local_threads(threads: int) -> None:
         )
 
 
-def _export_options(target: Any) -> dict[str, Any]:
-    """Cross-compile options for ``export_library``: the NDK compiler for Android targets."""
+def _export_options(target: Any, rpc: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Cross-compile options for ``export_library``: ``rpc.cc`` when given, else the NDK
+    compiler for Android targets."""
+    if rpc and rpc.get("cc"):
+        from tvm.contrib import cc
+
+        return {"fcompile": cc.cross_compiler(str(rpc["cc"]))}
     triple = str(target.attrs.get("mtriple", "")) if hasattr(target, "attrs") else ""
     if "android" in triple:
         from tvm.contrib import ndk

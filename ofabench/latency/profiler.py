@@ -429,18 +429,9 @@ class TableWriter:
 
 # -- measuring ---------------------------------------------------------------------------------------
 def open_backend(profile: DeviceProfile) -> Backend:
-    """The profile's backend, checked to run here (else :class:`BackendError` with the reason)."""
-    try:
-        backend = profile.backend_instance()
-    except ImportError as exc:
-        raise BackendError(
-            f"device {profile.name!r}: backend {profile.backend!r} cannot be imported ({exc})"
-        ) from exc
-    try:
-        backend.check_available()
-    except BackendError as exc:
-        raise BackendError(f"device {profile.name!r}: {exc}") from exc
-    return backend
+    """The profile's backend, checked once to run here: :meth:`DeviceProfile.open` (else
+    :class:`~ofabench.errors.DeviceError` naming the device and the reason)."""
+    return profile.open()
 
 
 def measure_op(backend: Backend, op: OpSpec, settings: MeasureSettings) -> Measurement:
