@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ofabench.errors import CheckpointError, InvalidArchError
 from ofabench.latency.counting import count_macs, count_params
@@ -41,30 +42,83 @@ def pair(request: pytest.FixtureRequest) -> tuple[torch.nn.Module, OFAMobileNetV
     return ref, load_ofa_state_dict(net, ref.state_dict()).eval()
 
 
+def real_looking_images(n: int, size: int, seed: int) -> torch.Tensor:
+    """Smooth images with their own contrast and colour (upsampled low-frequency noise plus a
+    little fine noise): statistics computed on them keep a network's output input-dependent."""
+    gen = torch.Generator().manual_seed(seed)
+    coarse = torch.randn(n, 3, 6, 6, generator=gen)
+    images = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
+    contrast = 0.5 + 1.5 * torch.rand(n, 1, 1, 1, generator=gen)
+    return contrast * images + 0.3 * torch.randn(n, 3, size, size, generator=gen)
+
+
+def recalibrate(ref: torch.nn.Module, arch, resolution: int) -> None:
+    """Recompute the BN running statistics of ``ref``'s subnet ``arch`` on real-looking images.
+    With the random statistics of :func:`reference_supernet` alone, the deep random network's
+    logits do not depend on the input (two inputs differ by 6e-8), so equal outputs prove little."""
+    ref.set_active_subnet(ks=list(arch.ks), e=list(arch.e), d=list(arch.d))
+    norms = [m for m in ref.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for module in norms:
+        module.reset_running_stats()
+        module.momentum = None  # a cumulative average: the statistics of the batch
+    ref.train()
+    with torch.no_grad():
+        ref(real_looking_images(16, resolution, seed=1))
+    for module in norms:
+        module.momentum = 0.1
+    ref.eval()
+
+
 def _outputs(
     ref: torch.nn.Module, net: OFAMobileNetV3, arch, x: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both networks' logits on ``x`` for ``arch``, with BN statistics recomputed for it in the
+    reference and copied over with the weights."""
+    recalibrate(ref, arch, x.shape[-1])
+    load_ofa_state_dict(net, ref.state_dict())
     net.set_active_subnet(arch)
-    ref.set_active_subnet(ks=list(arch.ks), e=list(arch.e), d=list(arch.d))
     with torch.no_grad():
-        return ref(x), net(x)
+        return ref(x), net.eval()(x)
+
+
+def assert_input_dependent(logits: torch.Tensor) -> None:
+    """Two different inputs give clearly different logits (else equality says nothing)."""
+    assert float((logits[0] - logits[1]).abs().max()) > 1e-2
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_same_weights_same_subnet_same_outputs(pair, seed: int) -> None:
     ref, net = pair
     arch = net.space.sample(np.random.default_rng(seed))
-    x = torch.randn(2, 3, 128, 128)
+    x = real_looking_images(2, 128, seed=10 + seed)
     want, got = _outputs(ref, net, arch, x)
+    assert_input_dependent(want)
     assert float((want - got).abs().max()) <= 1e-5
 
 
 def test_max_and_min_subnets_match(pair) -> None:
     ref, net = pair
-    x = torch.randn(1, 3, 160, 160)
+    x = real_looking_images(2, 160, seed=20)
     for arch in (net.space.max_arch(), net.space.min_arch()):
         want, got = _outputs(ref, net, arch, x)
+        assert_input_dependent(want)
         assert float((want - got).abs().max()) <= 1e-5
+
+
+@pytest.mark.parametrize("where", ["stem_conv.weight", "blocks.1.dw_conv.weight", "classifier.weight"])
+def test_the_comparison_fails_when_one_weight_differs(pair, where: str) -> None:
+    """The equality check can fail: one weight of ofabench's copy changed by 0.05 changes the
+    logits by far more than the 1e-5 tolerance."""
+    ref, net = pair
+    arch = net.space.max_arch()
+    recalibrate(ref, arch, 128)
+    load_ofa_state_dict(net, ref.state_dict())
+    net.set_active_subnet(arch)
+    with torch.no_grad():
+        net.get_parameter(where).view(-1)[0] += 0.05
+        x = real_looking_images(2, 128, seed=30)
+        want, got = ref(x), net.eval()(x)
+    assert float((want - got).abs().max()) > 1e-4
 
 
 def _legacy(key: str) -> str:
