@@ -26,6 +26,7 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,11 +231,17 @@ class TVMBackend(Backend):
     shared across runs and models: a task already in it is not tuned again), ``rpc``
     (``{host, port}`` of a device's ``tvm.exec.rpc_server``, or ``{tracker_host, tracker_port,
     key}``: modules are compiled here for ``target``, uploaded and timed on the device).
+    Profiling compiles ops ahead of timing in a process pool (:mod:`.tvm_build`):
+    ``compile_pool`` (default true; false compiles each op in-line), ``compile_workers``
+    (default: the number of cores), ``build_cache`` (the compiled libraries' folder).
     """
 
     name = "tvm"
     extra = "tvm"
-    settings_keys = frozenset({"target", "threads", "frontend", "tune_trials", "tuning_dir", "rpc"})
+    settings_keys = frozenset(
+        {"target", "threads", "frontend", "tune_trials", "tuning_dir", "rpc", "compile_pool",
+         "compile_workers", "build_cache"}
+    )  # fmt: skip
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
@@ -248,6 +255,9 @@ class TVMBackend(Backend):
         self.rpc = check_rpc(self.settings.get("rpc"))
         self._target_spec = self.settings.get("target")
         self._target: Any = None
+        from .tvm_build import PoolSettings
+
+        PoolSettings.from_settings(self.settings)  # compile pool settings checked early
 
     @class_or_instance_method
     def availability(owner: Any) -> Availability:  # noqa: N805 - the instance or the class
@@ -292,6 +302,14 @@ class TVMBackend(Backend):
         return base / f"{self.target.kind.name}-{digest}"
 
     # -- conversion --------------------------------------------------------------------------------------
+    def prebuild_ops(self, ops: Sequence[Any]) -> Any:
+        """Compile latency-table ops ahead of timing in a process pool, into a library cache
+        (:func:`.tvm_build.prebuild_ops`; the profiler's hook): a :class:`.tvm_build.PrebuiltOps`,
+        or ``None`` when ``compile_pool`` is off or the device is remote or tuned."""
+        from .tvm_build import prebuild_ops
+
+        return prebuild_ops(self, ops)
+
     def prepare(self, model: Any, input_shape: tuple[int, ...]) -> TVMRunnable:
         return self.compile(model, input_shape)
 

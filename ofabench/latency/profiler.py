@@ -28,6 +28,12 @@ fitting would cost fidelity.
 measured once more at the end of the pass and the faster median kept (transients on a shared
 machine only ever add time); those still unsettled are listed in the provenance.
 
+**Compiling ahead.** A backend with a ``prebuild_ops(ops)`` method (TVM: a process pool and a
+library cache, :mod:`ofabench.devices.tvm_build`) compiles each batch of ops before any is timed,
+so compiling never runs beside a measurement and uses every core; the probe is read afresh after
+it. An op that fails to compile is reported (with its reason, in ``runs[-1]["compile"]``) after
+the others are measured.
+
 **Calibration** (``calibrate=K``). A sum of per-op latencies misses what happens between ops
 (on ONNX Runtime, single-block models carry layout reorders a whole network does not, and every
 op pays the per-call cost once). ``K`` random subnets are measured end to end and
@@ -481,6 +487,7 @@ class _Run:
     max_fit_rms: float = math.inf
     guard: DriftGuard | None = None
     done: int = 0
+    prebuilt: list[Any] = dataclasses.field(default_factory=list)  # what prebuild_ops made
 
     @property
     def table(self) -> LatencyTable:
@@ -508,14 +515,56 @@ class _Run:
 def _measure_ops(run: _Run, ops: Sequence[OpSpec]) -> int:
     """Measure ``ops`` in probe rounds; then, once more, those whose timing rounds never agreed
     (keeping the faster normalised median: transients only add time). Returns how many were
-    measured again."""
-    unsettled = _measure_rounds(run, ops)
-    if not (unsettled and run.remeasure_unstable):
-        return 0
-    log.info("measuring again %d ops whose rounds did not agree", len(unsettled))
-    run.total += len(unsettled)
-    _measure_rounds(run, unsettled, again=True)
-    return len(unsettled)
+    measured again. A backend that compiles ahead compiles ``ops`` first (:func:`_prebuild`);
+    ops that failed to compile raise :class:`BackendError` once the others are measured."""
+    to_time, failed = _prebuild(run, ops)
+    unsettled = _measure_rounds(run, to_time)
+    again = 0
+    if unsettled and run.remeasure_unstable:
+        log.info("measuring again %d ops whose rounds did not agree", len(unsettled))
+        run.total += len(unsettled)
+        _measure_rounds(run, unsettled, again=True)
+        again = len(unsettled)
+    if failed:
+        raise BackendError(_compile_failures(run.backend, failed))
+    return again
+
+
+def _prebuild(run: _Run, ops: Sequence[OpSpec]) -> tuple[list[OpSpec], dict[str, str]]:
+    """Let a backend that compiles ahead of timing (``prebuild_ops``) compile ``ops`` now,
+    while nothing is timed, then read the probe afresh. Returns the ops to time and those that
+    failed to compile (key -> reason)."""
+    prebuild = getattr(run.backend, "prebuild_ops", None)
+    built = prebuild(ops) if prebuild is not None and ops else None
+    if built is None:
+        return list(ops), {}
+    run.prebuilt.append(built)
+    runs = run.table.provenance[PROFILING].setdefault("runs", [{}])
+    runs[-1].setdefault("compile", []).append(built.summary())
+    run.writer.changed()
+    if run.guard is not None:
+        run.guard.start()
+    return [op for op in ops if op.key not in built.failures], dict(built.failures)
+
+
+def _compile_failures(backend: Backend, failed: Mapping[str, str]) -> str:
+    key, reason = next(iter(failed.items()))
+    more = f" (and {len(failed) - 1} more ops, reasons in the table's provenance)"
+    return (
+        f"backend {backend.name!r} failed to compile op {key}: {reason}"
+        f"{more if len(failed) > 1 else ''}; the other ops were measured"
+    )
+
+
+def _time_op(run: _Run, op: OpSpec) -> Measurement:
+    """Time one op: from the library compiled ahead when there is one, else in-line."""
+    built = next((b for b in run.prebuilt if op.key in b), None)
+    if built is None:
+        return measure_op(run.backend, op, run.settings)
+    try:
+        return built.measure(op, run.settings)
+    except Exception as exc:
+        raise BackendError(f"backend {run.backend.name!r} failed on op {op.key}: {exc}") from exc
 
 
 def _measure_rounds(run: _Run, ops: Sequence[OpSpec], again: bool = False) -> list[OpSpec]:
@@ -527,7 +576,7 @@ def _measure_rounds(run: _Run, ops: Sequence[OpSpec], again: bool = False) -> li
         if not _record_op(run, probed, again):
             unstable.append(probed.item)
 
-    run.guard.measure(ops, lambda op: measure_op(run.backend, op, run.settings), record)
+    run.guard.measure(ops, lambda op: _time_op(run, op), record)
     return unstable
 
 
