@@ -22,6 +22,10 @@ floats). The rules:
 - ``X | None``: ``None`` or an ``X``; unions try each member; ``Literal[...]``: one of its values;
 - ``Path``: a string or path, stored as a :class:`~pathlib.Path`; ``Mapping``/``dict``: a mapping;
   any other class: an instance of it; ``Any``: anything.
+
+For example, the training ``Stage``: declare ``epochs: int = field(metadata=bounds(ge=1))`` and
+call ``check(self, f"stage {self.name!r}")`` first in ``__post_init__``; ``epochs: 1.5``, ``two``
+and ``true`` are then refused with "stage 'full': epochs must be a positive integer, got 1.5".
 """
 
 from __future__ import annotations
@@ -97,8 +101,13 @@ def checked(where: str, f: dataclasses.Field, annotation: Any, value: Any) -> An
         _check_limits(converted, limits)
     except _Mismatch:
         allowed = _describe_allowed(annotation, limits)
-        raise ConfigError(f"{prefix}{f.name} must be {allowed}, got {value!r}") from None
+        raise ConfigError(f"{prefix}{f.name} must be {allowed}, got {_short(value)}") from None
     return converted
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # -- conversion ----------------------------------------------------------------------------------

@@ -26,12 +26,11 @@ import yaml
 
 from ofabench.cli import main
 from ofabench.devices.adb_backend import run_with_timeout
-from ofabench.errors import BackendError, CheckpointError, ConfigError, DatasetError, OutputError
-from ofabench.files import check_output, load_torch
+from ofabench.errors import BackendError, CheckpointError, ConfigError, DatasetError
 from ofabench.latency import LatencyEntry, LatencyTable, resolution_ops
 from ofabench.predictor.dataset import COLUMNS, META_FORMAT, AccuracyRow, meta_path, sample_arch
 from ofabench.predictor.mlp import AccuracyPredictor, read_accuracy_table
-from ofabench.provenance import atomic_open, clean_stale_temps
+from ofabench.provenance import atomic_open
 from ofabench.space import get_space
 from ofabench.supernet import OFAMobileNetV3
 from ofabench.supernet.checkpoint import save_supernet
@@ -517,6 +516,8 @@ def test_training_config_checks_optim_types(optim: dict, message: str) -> None:
 
 # -- one-line messages for unreadable files -----------------------------------------------------
 def test_unreadable_checkpoints_are_one_short_line(bad: Files) -> None:
+    from ofabench.files import load_torch
+
     for name, part in (("junk.pt", "not a torch file"), ("pickle.pt", "other than tensors")):
         with pytest.raises(CheckpointError) as info:
             load_torch(bad[name])
@@ -537,6 +538,8 @@ def test_a_state_dict_mismatch_is_counted_not_listed(files: Files) -> None:
 
 
 def test_a_folder_given_for_a_file_is_not_called_missing(tmp_path: Path) -> None:
+    from ofabench.files import load_torch
+
     with pytest.raises(CheckpointError, match="is a folder; expected a file"):
         load_torch(tmp_path)
     with pytest.raises(DatasetError, match="does not exist"):
@@ -555,6 +558,8 @@ with atomic_open(sys.argv[1]) as handle:
 
 
 def test_temp_files_of_a_killed_writer_are_cleaned_on_the_next_write(tmp_path: Path) -> None:
+    from ofabench.provenance import clean_stale_temps
+
     target = tmp_path / "t.json"
     run = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(target)], check=False)
     assert run.returncode == -signal.SIGKILL
@@ -575,6 +580,9 @@ def test_temp_files_of_a_killed_writer_are_cleaned_on_the_next_write(tmp_path: P
 
 # -- outputs checked directly ---------------------------------------------------------------------
 def test_check_output_accepts_new_files_in_new_folders(tmp_path: Path) -> None:
+    from ofabench.errors import OutputError
+    from ofabench.files import check_output
+
     assert check_output(tmp_path / "a" / "b" / "c.json") == tmp_path / "a" / "b" / "c.json"
     assert check_output(tmp_path / "new", folder=True) == tmp_path / "new"
     assert check_output(None) is None
