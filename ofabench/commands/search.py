@@ -133,6 +133,7 @@ def cmd_pareto(args: argparse.Namespace) -> None:
         _names(args.baselines),
         None if args.published == "none" else args.published,
         args.external,
+        args.seeds,
     )
     _write_json(args.out, document)
     if args.csv:
@@ -284,7 +285,17 @@ def _add_pareto(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", help="parameter budgets or one fixed limit (e.g. 6M)")
     _add_evolution(p)
     p.add_argument(
-        "--baselines", default="random,uniform", help="run baselines (default random,uniform; none)"
+        "--baselines",
+        default="random,uniform",
+        help="run baselines, comma separated: random, uniform, aging_evolution, local_search, "
+        "nsga2 or any registered one (default random,uniform; none)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="run every method with this many seeds; the summary gives the hypervolume spread "
+        "(default 1)",
     )
     p.add_argument(
         "--published", default="none", help="published reference points to add: imagenet or none"
