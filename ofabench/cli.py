@@ -38,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        _resolve_shipped(args)
         args.func(args)
     except OfabenchError as exc:
         return _fail(str(exc))
@@ -50,6 +51,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 MAX_MESSAGE = 2000
+SHIPPED_ARGS = {"checkpoint": "supernet", "predictor": "predictor"}
+
+
+def _resolve_shipped(args: argparse.Namespace) -> None:
+    """``--checkpoint NAME`` / ``--predictor NAME`` of a shipped model become its files."""
+    from .pretrained import resolve
+
+    for attr, kind in SHIPPED_ARGS.items():
+        value = getattr(args, attr, None)
+        if isinstance(value, str):
+            setattr(args, attr, str(resolve(value, kind)))
+
 
 
 def _fail(message: str) -> int:

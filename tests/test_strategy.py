@@ -242,6 +242,7 @@ def test_budget_matched_baselines_train_exactly_the_ps_runs_passes(
         run(cfg, out, digits)
         rows = metrics(out)
         assert total(rows, "subnet_passes") == ps == 64
+        assert (out / f"{schedule}.pt").exists()  # finished after 1 of its nominal 3 epochs
         assert counters[0].grad_images == ps  # counted by the hook, not only by the trainer
         assert yaml.safe_load((out / "config.yaml").read_text())["match_budget"] == str(ps_dir)
 

@@ -71,8 +71,9 @@ def mini_study() -> dict[str, Any]:
         "accuracy": {"n": 16, "recal_images": 32, "batch_size": 64},
         "predictor": {"epochs": 20, "hidden": 32},
         "search": {"budgets": 2, "population": 16, "generations": 5},
-        "compare": {"n": 3, "recal_images": 32, "batch_size": 64},
+        "compare": {"n": 3, "recal_images": 32, "batch_size": 64, "n_boot": 200},
         "scratch": {"n": 1},
+        "baselines": ["no_ps", "sandwich"],
     }
 
 
@@ -90,7 +91,7 @@ def test_every_step_finishes_and_records_its_wall_time(finished: Study) -> None:
     steps = finished.state["steps"]
     names = [n for n, _ in finished.plan()]
     assert list(steps) == names
-    assert names[:3] == ["train_ps", "train_no_ps", "compare"]
+    assert names[:4] == ["train_ps", "train_no_ps", "train_sandwich", "compare"]
     assert {"profile_cpu-onnxruntime", "validate_cpu-onnxruntime", "report"} <= set(names)
     for name, entry in steps.items():
         assert entry["status"] == "done", name
@@ -109,9 +110,20 @@ def test_outputs_are_consistent_with_each_other(finished: Study) -> None:
     for chosen in search["chosen"]:
         assert chosen["latency_ms"] <= chosen["budget"] + 1e-9
     compare = s["compare"]["summary"]
-    assert compare["n"] == 3
+    assert compare["n"] == 3 and compare["nets"] == ["ps", "no_ps", "sandwich"]
     rows = (finished.work / "compare" / "random_subnets.csv").read_text().splitlines()
-    assert len(rows) == 4  # header + 3 subnets, each evaluated on both supernets
+    assert len(rows) == 4  # header + 3 subnets, each evaluated on every supernet
+    assert rows[0].split(",")[2:] == ["ps_test", "no_ps_test", "sandwich_test"]
+    passes = {n: s[f"train_{n}"]["summary"]["subnet_passes"] for n in compare["nets"]}
+    assert passes["ps"] > 0 and passes["no_ps"] == passes["sandwich"] == passes["ps"]
+    assert s["train_ps"]["summary"]["teacher_passes"] > 0
+    assert s["train_sandwich"]["summary"]["teacher_passes"] == 0
+    for baseline, d in compare["paired"].items():
+        assert d["ci_low"] <= d["mean"] <= d["ci_high"], baseline
+        mean = compare["test_mean"]["ps"] - compare["test_mean"][baseline]
+        assert d["mean"] == pytest.approx(mean, abs=1e-6)  # images per subnet are equal
+    cv = s["predictor"]["summary"]["cv"]
+    assert cv["splits"] == 5 and cv["n_val"] == predictor["n_val"]  # 3 subnets: tau may be nan
     scratch = s["scratch"]["summary"]["archs"]
     assert len(scratch) == 1 and 0.0 <= scratch[0]["scratch_test"] <= 1.0
     assert scratch[0]["arch"] in [c["arch"] for c in search["chosen"]]
@@ -127,8 +139,14 @@ def test_report_has_every_section_and_points_from_every_method(finished: Study) 
     assert "pytest mini study" in text
     points = (report / "cpu-onnxruntime" / "points.csv").read_text()
     for method in ("evolution", "random", "uniform", study_steps.SEARCH_METHOD_MEASURED,
-                   study_steps.NO_PS_MEASURED, study_steps.SCRATCH_METHOD):  # fmt: skip
+                   "no-PS supernet (measured)", "sandwich supernet (measured)",
+                   study_steps.SCRATCH_METHOD):  # fmt: skip
         assert method in points, method
+    claims = json.loads((report / "claims.json").read_text())
+    assert set(claims["runs"]) == {"ps", "no_ps", "sandwich"}
+    assert set(claims["ps_minus_baseline"]) == {"no_ps", "sandwich"}
+    assert claims["runs"]["no_ps"]["subnet_passes"] == claims["runs"]["ps"]["subnet_passes"]
+    assert "PS − sandwich on 3 random subnets" in text and "Each supernet's budget" in text
     assert (report / "cpu-onnxruntime" / "accuracy_latency.png").stat().st_size > 0
     assert (report / "validation" / "cpu-onnxruntime.png").exists()
     chosen = json.loads((report / "cross_device.json").read_text())["chosen"]["cpu-onnxruntime"]
@@ -266,3 +284,25 @@ def test_shipped_study_files_load() -> None:
 
     demo = study_from_dict(yaml.safe_load(demo_config_text()), Path("."))
     assert demo.train["data"]["name"] == "digits"
+
+
+def test_a_finished_study_ships_its_supernet_by_name(
+    finished: Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    study_file = tmp_path / "mini.yaml"
+    data = {**mini_study(), "work_dir": str(finished.work),
+            "report_dir": str(finished.config.report_dir)}  # fmt: skip
+    study_file.write_text(yaml.safe_dump(data))
+    dest = tmp_path / "pretrained"
+    argv = ["ship", str(study_file), "--name", "mini_ps", "--dest", str(dest), "--json"]
+    assert main(argv) == 0
+    shipped = json.loads(capsys.readouterr().out)
+    manifest = json.loads((dest / "mini_ps" / "manifest.json").read_text())
+    assert manifest["space"] == "tiny_study" and manifest["made_by"]["study"] == str(study_file)
+    assert shipped["figures"]["largest_test"] == finished.state["steps"]["compare"]["summary"][
+        "largest"]["ps_test"]  # fmt: skip
+    checkpoint = Path(finished.state["steps"]["train_ps"]["summary"]["checkpoint"])
+    assert (dest / "mini_ps" / "supernet.pt").read_bytes() == checkpoint.read_bytes()
+    monkeypatch.setenv("OFABENCH_PRETRAINED_DIR", str(dest))
+    assert main(["pretrained", "--json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)["models"]) == ["mini_ps"]

@@ -277,6 +277,23 @@ def _document(
     }
 
 
+def with_points(document: Mapping[str, Any], extra: Sequence[ParetoPoint]) -> dict[str, Any]:
+    """A saved sweep ``document`` with ``extra`` points added (measured points, say) and its
+    summaries recomputed from all points; its searches are not run again."""
+    points = points_of(document) + list(extra)
+    axis, budgets, device = document["axis"], document["budgets"], document.get("device")
+    summary = {}
+    for a, old in document["summary"].items():
+        limit = max(budgets) if a == axis else None
+        summary[a] = {**old, **summarize_axis(points, a, device, limit)}
+    return {
+        **document,
+        "points": [p.to_dict() for p in points],
+        "summary": summary,
+        "best_at_budget": best_at_budgets(points, axis, budgets, device),
+    }
+
+
 def load_sweep(path: str) -> dict[str, Any]:
     """Read a document written by :func:`pareto_sweep` (checks its format and version)."""
     import json

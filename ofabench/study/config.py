@@ -44,10 +44,14 @@ class AccuracyStep:
 
 @dataclass(frozen=True)
 class PredictorStep:
+    """The MLP predictor fitted on a ``val_fraction`` split (the saved one), and its quality
+    cross-validated over ``cv_splits`` random splits of the same fraction (seeds seed..)."""
+
     epochs: int = field(default=200, metadata=bounds(ge=1))
-    val_fraction: float = field(default=0.2, metadata=bounds(ge=0, lt=1))
+    val_fraction: float = field(default=0.2, metadata=bounds(gt=0, lt=1))
     seed: int = field(default=0, metadata=bounds(ge=0))
     hidden: int = field(default=400, metadata=bounds(ge=1))
+    cv_splits: int = field(default=5, metadata=bounds(ge=1))
 
 
 @dataclass(frozen=True)
@@ -67,26 +71,36 @@ class SearchStep:
 
 @dataclass(frozen=True)
 class CompareStep:
-    """PS against no-PS on ``n`` random subnets (same subnets on both supernets), each
-    BN-recalibrated on ``recal_images`` training images and evaluated on the test split."""
+    """PS against its baselines on ``n`` random subnets (the same subnets on every supernet),
+    each BN-recalibrated on ``recal_images`` training images and evaluated on the test split;
+    paired differences with a ``ci_level`` bootstrap interval over subnets and test images
+    (``n_boot`` replicates)."""
 
     n: int = field(default=50, metadata=bounds(ge=1))
     seed: int = field(default=7, metadata=bounds(ge=0))
     recal_images: int = field(default=2000, metadata=bounds(ge=1))
     batch_size: int = field(default=500, metadata=bounds(ge=1))
+    n_boot: int = field(default=2000, metadata=bounds(ge=100))
+    ci_level: float = field(default=0.95, metadata=bounds(gt=0, lt=1))
 
 
 @dataclass(frozen=True)
 class ScratchStep:
     """Train ``n`` of the searched architectures (of ``device``, spread over its budgets) alone
-    from scratch, for the training run's total epochs."""
+    from scratch, with the full network's training (the PS schedule's first stage)."""
 
     n: int = field(default=3, metadata=bounds(ge=0))
     device: str | None = None
 
 
+BASELINE_SCHEDULES = ("no_ps", "sandwich")
+
+
 @dataclass(frozen=True)
 class StudyConfig:
+    """A study. ``baselines`` are the supernet training schedules compared with PS, each trained
+    with exactly the PS run's subnet passes when ``match_budget`` is on (else its own epochs)."""
+
     name: str
     train: dict[str, Any]
     devices: tuple[DeviceStep, ...]
@@ -96,6 +110,8 @@ class StudyConfig:
     threads: int = field(default=1, metadata=bounds(ge=1))
     train_threads: int = field(default=1, metadata=bounds(ge=1))
     parallel_training: bool = False
+    baselines: tuple[str, ...] = ("no_ps",)
+    match_budget: bool = True
     optional_devices: bool = False
     accuracy: AccuracyStep = field(default_factory=AccuracyStep)
     predictor: PredictorStep = field(default_factory=PredictorStep)
@@ -105,6 +121,12 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         check(self, self.source)
+        unknown = [b for b in self.baselines if b not in BASELINE_SCHEDULES]
+        if unknown or len(set(self.baselines)) != len(self.baselines):
+            raise ConfigError(
+                f"{self.source}: baselines {list(self.baselines)} must name distinct schedules "
+                f"from {list(BASELINE_SCHEDULES)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -115,7 +137,7 @@ class StudyConfig:
 
 TOP_KEYS = (
     "name", "train", "devices", "work_dir", "report_dir", "threads", "train_threads",
-    "parallel_training",
+    "parallel_training", "baselines", "match_budget",
     "optional_devices", "accuracy", "predictor", "search", "compare", "scratch",
 )  # fmt: skip
 
@@ -155,6 +177,8 @@ def study_from_dict(
         threads=data.get("threads", 1),
         train_threads=data.get("train_threads", 1),
         parallel_training=data.get("parallel_training", False),
+        baselines=_string_tuple(data.get("baselines", ["no_ps"])),
+        match_budget=data.get("match_budget", True),
         optional_devices=data.get("optional_devices", False),
         accuracy=_section(source, AccuracyStep, "accuracy", data.get("accuracy")),
         predictor=_section(source, PredictorStep, "predictor", data.get("predictor")),
@@ -171,6 +195,11 @@ def study_from_dict(
             f"{source}: scratch.device {config.scratch.device!r} is not one of the devices {known}"
         )
     return config
+
+
+def _string_tuple(value: Any) -> Any:
+    """A YAML list as a tuple (the typed check then says what a wrong value should be)."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _train(source: str, value: Any, base: Path) -> dict[str, Any]:

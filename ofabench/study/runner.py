@@ -7,12 +7,13 @@ checkpoints, the latency table, the validation and accuracy CSVs are all appende
 
 Steps, in order (``<dev>`` for each device that runs here):
 
-``train_ps``, ``train_no_ps``
-    the progressive-shrinking supernet and the no-PS baseline (two processes at once with
+``train_ps``, ``train_<baseline>``
+    the progressive-shrinking supernet and its baselines (``no_ps``, ``sandwich``), each
+    baseline with exactly PS's subnet passes (two processes at a time with
     ``parallel_training``, each with ``train_threads`` threads).
 ``compare``
-    the same random subnets (and the largest and smallest) evaluated on the PS and the no-PS
-    supernets, on the test split.
+    the same random subnets (and the largest and smallest) evaluated on every supernet, on the
+    test split, image by image: paired differences with bootstrap confidence intervals.
 ``accuracy``, ``predictor``
     the accuracy dataset of random subnets of the PS supernet, and the MLP predictor on it.
 ``profile_<dev>``, ``validate_<dev>``
@@ -108,6 +109,11 @@ class Study:
     def space(self) -> Any:
         return self.train_config("ps").space_spec()
 
+    @property
+    def schedules(self) -> tuple[str, ...]:
+        """The supernets the study trains: PS, then its baselines."""
+        return ("ps", *self.config.baselines)
+
     def train_dir(self, schedule: str) -> Path:
         return self.work / f"train_{schedule}"
 
@@ -159,10 +165,9 @@ class Study:
 
         devices = self.devices()
         plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-            ("train_ps", lambda: steps.train(self, "ps")),
-            ("train_no_ps", lambda: steps.train(self, "no_ps")),
-            ("compare", lambda: steps.compare(self)),
+            (f"train_{s}", lambda s=s: steps.train(self, s)) for s in self.schedules
         ]
+        plan.append(("compare", lambda: steps.compare(self)))
         plan += [
             ("accuracy", lambda: steps.accuracy(self)),
             ("predictor", lambda: steps.predictor(self)),
@@ -233,6 +238,8 @@ class Study:
         data["schedule"] = schedule
         if arch is not None:
             data["arch"] = arch
+        if schedule in self.config.baselines and self.config.match_budget:
+            data["match_budget"] = str(self.train_dir("ps"))
         return config_from_dict(data)
 
     def train_config_file(self) -> Path:

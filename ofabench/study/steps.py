@@ -4,6 +4,7 @@ JSON-ready summary that the runner stores in ``study.json``."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import math
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from .runner import Study
 
 SEARCH_METHOD_MEASURED = "OFA subnet (measured)"
-NO_PS_MEASURED = "no-PS supernet (measured)"
 SCRATCH_METHOD = "from scratch (measured)"
 EXTERNAL_FIELDS = (
     "method", "accuracy", "source", "latency_ms", "mmacs", "mparams", "device", "accuracy_kind",
@@ -42,19 +42,17 @@ def final_checkpoint(study: Study, schedule: str, arch: dict[str, Any] | None = 
 
 
 def train(study: Study, schedule: str) -> dict[str, Any]:
-    """Train the PS supernet or the no-PS baseline (both at once with ``parallel_training``)."""
+    """Train one supernet of the study; with ``parallel_training`` the first call starts every
+    unfinished one (PS and its baselines), two processes at a time. Baselines matched to PS's
+    budget read it from PS's ``config.yaml``, written here first."""
+    _write_run_config(study, "ps")
     schedules = [schedule]
-    if study.config.parallel_training and schedule == "ps" and not study.done("train_no_ps"):
-        schedules.append("no_ps")
+    if study.config.parallel_training:
+        schedules = [s for s in study.schedules if s == schedule or not study.done(f"train_{s}")]
     pending = [s for s in schedules if not final_checkpoint(study, s).exists()]
     if pending and study.config.parallel_training:
         config_file = study.train_config_file()
-        jobs = [
-            (f"train_{s}", ["train", "--config", str(config_file), "--schedule", s, "--out",
-                            str(study.train_dir(s)), "--resume", "--threads",
-                            str(study.config.train_threads), "--no-progress"])
-            for s in pending
-        ]  # fmt: skip
+        jobs = [(f"train_{s}", _train_args(study, config_file, s)) for s in pending]
         study.run_processes(jobs)
     elif pending:
         from ..training.trainer import Trainer
@@ -65,20 +63,45 @@ def train(study: Study, schedule: str) -> dict[str, Any]:
     return training_summary(study.train_dir(schedule), final_checkpoint(study, schedule))
 
 
+def _train_args(study: Study, config_file: Path, schedule: str) -> list[str]:
+    args = ["train", "--config", str(config_file), "--schedule", schedule, "--out",
+            str(study.train_dir(schedule)), "--resume", "--threads",
+            str(study.config.train_threads), "--no-progress"]  # fmt: skip
+    if schedule in study.config.baselines and study.config.match_budget:
+        args += ["--match-budget", str(study.train_dir("ps"))]
+    return args
+
+
+def _write_run_config(study: Study, schedule: str) -> None:
+    """A run's ``config.yaml`` before it starts (what ``ofabench train`` writes first)."""
+    import yaml
+
+    path = study.train_dir(schedule) / "config.yaml"
+    if not path.exists():
+        with atomic_open(path) as handle:
+            yaml.safe_dump(study.train_config(schedule).to_dict(), handle, sort_keys=False)
+
+
 def training_summary(out: Path, checkpoint: Path) -> dict[str, Any]:
-    """The checkpoint, the training time and the last validation figures of a run's metrics."""
+    """The checkpoint, the training time, the compute spent (subnet passes, teacher forward
+    passes) and the last validation figures of a run's metrics."""
     if not checkpoint.exists():
         raise StudyError(f"training finished without its final checkpoint {checkpoint}")
     rows = _read_csv(out / "metrics.csv")
-    seconds = sum(float(r["seconds"]) for r in rows if r.get("seconds"))
     last = rows[-1] if rows else {}
     return {
         "checkpoint": str(checkpoint),
-        "train_seconds": seconds,
+        "train_seconds": _column_sum(rows, "seconds"),
+        "subnet_passes": int(_column_sum(rows, "subnet_passes")),
+        "teacher_passes": int(_column_sum(rows, "teacher_passes")),
         "epochs": len(rows),
         "val_acc_max": _float(last.get("val_acc_max")),
         "val_acc_min": _float(last.get("val_acc_min")),
     }
+
+
+def _column_sum(rows: Sequence[dict[str, str]], key: str) -> float:
+    return sum(float(r[key]) for r in rows if r.get(key))
 
 
 # -- latency -----------------------------------------------------------------------------------
@@ -154,7 +177,32 @@ def predictor(study: Study) -> dict[str, Any]:
         study.accuracy_csv, study.space, study.predictor_path, epochs=p.epochs,
         val_fraction=p.val_fraction, seed=p.seed, hidden_size=p.hidden,
     )  # fmt: skip
-    return {"path": str(study.predictor_path), **report.to_dict()}
+    return {"path": str(study.predictor_path), **report.to_dict(), "cv": predictor_cv(study)}
+
+
+def predictor_cv(study: Study) -> dict[str, Any]:
+    """Held-out quality over ``cv_splits`` random splits (a fresh MLP per split)."""
+    from ..predictor.mlp import AccuracyPredictor, read_accuracy_table
+
+    p = study.config.predictor
+    archs, accs = read_accuracy_table(study.accuracy_csv, study.space)
+    reports = [
+        AccuracyPredictor(study.space, hidden_size=p.hidden, seed=p.seed + k).fit(
+            archs, accs, epochs=p.epochs, seed=p.seed + k, val_fraction=p.val_fraction
+        )
+        for k in range(p.cv_splits)
+    ]
+    taus = np.array([r.kendall_tau for r in reports])
+    rmses = np.array([r.rmse_pct for r in reports])
+    return {
+        "splits": p.cv_splits,
+        "val_fraction": p.val_fraction,
+        "n_val": reports[0].n_val,
+        "kendall_tau_mean": float(taus.mean()),
+        "kendall_tau_min": float(taus.min()),
+        "kendall_tau_max": float(taus.max()),
+        "rmse_pct_mean": float(rmses.mean()),
+    }
 
 
 # -- search ------------------------------------------------------------------------------------
@@ -193,11 +241,17 @@ def _round(value: float) -> float:
 
 
 def search(study: Study, device: DeviceStep) -> dict[str, Any]:
+    from ..latency.probe import check_device_speed, rescaled_model
     from ..provenance import write_json
     from ..search.sweep import pareto_sweep
 
     s = study.config.search
     problem = problem_for(study, device.name)
+    # the table describes this machine only if the probe still runs at the table's speed
+    speed = check_device_speed(
+        device.name, problem.latency_model.table, "auto", where=str(study.table_path(device.name))
+    )
+    problem.latency_model = rescaled_model(problem.latency_model, speed)
     budgets = latency_budgets(study, problem)
     document = pareto_sweep(
         problem, "latency_ms", budgets, None, s.population, s.generations, s.seed,
@@ -217,6 +271,7 @@ def search(study: Study, device: DeviceStep) -> dict[str, Any]:
         "chosen": chosen,
         "best_at_budget": document["best_at_budget"],
         "timing_s": document["timing_s"],
+        "speed_check": speed.to_dict(),
     }
 
 
@@ -227,47 +282,67 @@ def searched_method(document: dict[str, Any]) -> str:
 
 
 # -- measured comparisons ------------------------------------------------------------------------
+NET_LABELS = {"ps": "PS", "no_ps": "no-PS", "sandwich": "sandwich"}
+
+
 class _Evaluations:
-    """Accuracy of subnets of the PS and no-PS supernets after BN recalibration, cached in
+    """Test-split results of subnets of every supernet of the study after BN recalibration:
+    accuracy and which test images each got right (packed bits), cached in
     ``work_dir/compare/evaluations.jsonl`` (one line per evaluation, so a kill loses at most
     one)."""
 
     def __init__(self, study: Study) -> None:
-        from ..training.evaluate import SubnetEvaluator
-
-        c = study.config.compare
+        self.study = study
         self.path = study.work / "compare" / "evaluations.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.cache: dict[tuple[str, str], dict[str, float]] = {}
+        self.cache: dict[tuple[str, str], dict[str, Any]] = {}
         if self.path.exists():
             for line in self.path.read_text().splitlines():
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut by a kill
-                self.cache[(row["net"], row["arch"])] = row["acc"]
-        dataset = study.dataset()
-        self.evaluators = {
-            net: SubnetEvaluator(_supernet(study, net), dataset, ("test",),
-                                 c.recal_images, None, c.batch_size)
-            for net in ("ps", "no_ps")
-        }  # fmt: skip
+                self.cache[(row["net"], row["arch"])] = row
+        self._evaluators: dict[str, Any] = {}
+
+    def _evaluator(self, net: str) -> Any:
+        from ..training.evaluate import SubnetEvaluator
+
+        if net not in self._evaluators:
+            c = self.study.config.compare
+            self._evaluators[net] = SubnetEvaluator(
+                _supernet(self.study, net), self.study.dataset(), ("test",), c.recal_images,
+                None, c.batch_size,
+            )  # fmt: skip
+        return self._evaluators[net]
+
+    def _row(self, net: str, arch: ArchConfig) -> dict[str, Any]:
+        key = (net, arch.to_json())
+        if key not in self.cache or "test_correct" not in self.cache[key]:
+            hits = self._evaluator(net).correct(arch)["test"].numpy()
+            row = {"net": net, "arch": key[1], "acc": {"test_acc": float(hits.mean())},
+                   "test_correct": base64.b64encode(np.packbits(hits)).decode("ascii"),
+                   "n_test": int(len(hits))}  # fmt: skip
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            self.cache[key] = row
+        return self.cache[key]
 
     def __call__(self, net: str, arch: ArchConfig) -> dict[str, float]:
-        key = (net, arch.to_json())
-        if key not in self.cache:
-            acc = self.evaluators[net](arch)
-            with self.path.open("a") as handle:
-                handle.write(json.dumps({"net": net, "arch": key[1], "acc": acc}) + "\n")
-            self.cache[key] = acc
-        return self.cache[key]
+        return self._row(net, arch)["acc"]
+
+    def correct(self, net: str, arch: ArchConfig) -> np.ndarray:
+        """Which test images subnet ``arch`` of ``net`` classifies right (bool array)."""
+        row = self._row(net, arch)
+        bits = np.frombuffer(base64.b64decode(row["test_correct"]), dtype=np.uint8)
+        return np.unpackbits(bits)[: row["n_test"]].astype(bool)
 
 
 def _evaluate_all(study: Study, archs: Sequence[ArchConfig], what: str) -> _Evaluations:
     evaluate = _Evaluations(study)
     bar = study.progress_bar(what, "subnet")
     for i, arch in enumerate(archs):
-        for net in ("ps", "no_ps"):
+        for net in study.schedules:
             evaluate(net, arch)
         if bar is not None:
             bar(i + 1, len(archs))
@@ -275,47 +350,53 @@ def _evaluate_all(study: Study, archs: Sequence[ArchConfig], what: str) -> _Eval
 
 
 def compare(study: Study) -> dict[str, Any]:
-    """PS vs no-PS on the same random subnets and on the largest and smallest subnets."""
+    """Every supernet on the same random subnets and on the largest and smallest subnets, test
+    split; PS minus each baseline as a paired difference with a bootstrap confidence interval
+    over subnets and test images."""
+    from .stats import paired_bootstrap
+
     space = study.space
     c = study.config.compare
     rng = np.random.default_rng(c.seed)
     randoms = [space.sample(rng) for _ in range(c.n)]
     extremes = [space.max_arch(), space.min_arch()]
-    evaluate = _evaluate_all(study, randoms + extremes, "PS / no-PS subnets")
-    rows = [{"index": i, "arch": a.to_json(), **_pair(evaluate, a)} for i, a in enumerate(randoms)]
+    evaluate = _evaluate_all(study, randoms + extremes, "subnets on every supernet")
+    rows = [{"index": i, "arch": a.to_json(), **_accuracies(study, evaluate, a)}
+            for i, a in enumerate(randoms)]  # fmt: skip
     _write_csv(study.work / "compare" / "random_subnets.csv", rows)
-    diff = np.array([r["ps_test"] - r["no_ps_test"] for r in rows])
+    correct = {net: np.stack([evaluate.correct(net, a) for a in randoms]) for net in study.schedules}
+    paired = {
+        b: paired_bootstrap(correct["ps"], correct[b], c.n_boot, c.ci_level, c.seed).to_dict()
+        for b in study.config.baselines
+    }
     return {
         "random_subnets": str(study.work / "compare" / "random_subnets.csv"),
         "n": len(rows),
-        "ps_test_mean": float(np.mean([r["ps_test"] for r in rows])),
-        "no_ps_test_mean": float(np.mean([r["no_ps_test"] for r in rows])),
-        "diff_test_mean": float(diff.mean()),
-        "diff_test_min": float(diff.min()),
-        "diff_test_max": float(diff.max()),
-        "ps_wins": int((diff > 0).sum()),
-        "largest": {"arch": extremes[0].to_dict(), **_pair(evaluate, extremes[0])},
-        "smallest": {"arch": extremes[1].to_dict(), **_pair(evaluate, extremes[1])},
+        "nets": list(study.schedules),
+        "test_mean": {net: float(np.mean([r[f"{net}_test"] for r in rows])) for net in study.schedules},
+        "paired": paired,
+        "largest": {"arch": extremes[0].to_dict(), **_accuracies(study, evaluate, extremes[0])},
+        "smallest": {"arch": extremes[1].to_dict(), **_accuracies(study, evaluate, extremes[1])},
     }
 
 
 def measure_searched(study: Study, devices: Sequence[DeviceStep]) -> dict[str, Any]:
     """Every architecture the searches chose, measured on the PS supernet (OFA's subnet, no
-    retraining) and on the no-PS supernet: the report's measured points."""
+    retraining) and on each baseline supernet: the report's measured points."""
     searched = {d.name: study.summary(f"search_{d.name}")["chosen"] for d in devices}
     archs = [ArchConfig.from_dict(x["arch"]) for rows in searched.values() for x in rows]
     evaluate = _evaluate_all(study, archs, "searched subnets")
     for device, chosen in searched.items():
         _write_external(study, device, chosen, evaluate)
     return {
-        device: [{**x, **_pair(evaluate, ArchConfig.from_dict(x["arch"]))} for x in chosen]
+        device: [{**x, **_accuracies(study, evaluate, ArchConfig.from_dict(x["arch"]))}
+                 for x in chosen]
         for device, chosen in searched.items()
-    }
+    }  # fmt: skip
 
 
-def _pair(evaluate: _Evaluations, arch: ArchConfig) -> dict[str, float]:
-    ps, no_ps = evaluate("ps", arch), evaluate("no_ps", arch)
-    return {"ps_test": ps["test_acc"], "no_ps_test": no_ps["test_acc"]}
+def _accuracies(study: Study, evaluate: _Evaluations, arch: ArchConfig) -> dict[str, float]:
+    return {f"{net}_test": evaluate(net, arch)["test_acc"] for net in study.schedules}
 
 
 def _write_external(
@@ -324,21 +405,22 @@ def _write_external(
     rows = []
     for x in chosen:
         arch = ArchConfig.from_dict(x["arch"])
-        pair = _pair(evaluate, arch)
+        accs = _accuracies(study, evaluate, arch)
         common = {
             "latency_ms": x["latency_ms"], "mmacs": x["mmacs"], "device": device,
             "accuracy_kind": "measured", "arch": arch.to_json(),
+            "model": f"search <= {x['budget']:g} ms",
         }  # fmt: skip
         rows.append({
-            **common, "method": SEARCH_METHOD_MEASURED, "accuracy": pair["ps_test"],
+            **common, "method": SEARCH_METHOD_MEASURED, "accuracy": accs["ps_test"],
             "source": "PS supernet, BN recalibrated, test split",
-            "model": f"search <= {x['budget']:g} ms",
         })  # fmt: skip
-        rows.append({
-            **common, "method": NO_PS_MEASURED, "accuracy": pair["no_ps_test"],
-            "source": "no-PS supernet, same subnet, BN recalibrated, test split",
-            "model": f"search <= {x['budget']:g} ms",
-        })  # fmt: skip
+        for net in study.config.baselines:
+            rows.append({
+                **common, "method": f"{NET_LABELS[net]} supernet (measured)",
+                "accuracy": accs[f"{net}_test"],
+                "source": f"{NET_LABELS[net]} supernet, same subnet, BN recalibrated, test split",
+            })  # fmt: skip
     _write_csv(study.work / "compare" / f"external_{device}.csv", rows, EXTERNAL_FIELDS)
 
 
@@ -415,7 +497,7 @@ def _write_scratch_external(study: Study, device: str, results: Sequence[dict[st
         {
             "method": SCRATCH_METHOD,
             "accuracy": x["scratch_test"],
-            "source": f"{x['dir']} (trained alone, same data and epochs), test split",
+            "source": f"{x['dir']} (trained alone with the full network's training), test split",
             "latency_ms": float(values["latency_ms"][i]),
             "mmacs": float(values["mmacs"][i]),
             "mparams": float(values["mparams"][i]),

@@ -281,7 +281,7 @@ class Trainer:
             return
         run = _StageRun(self, index)
         run.train(budget)
-        if run.epoch == stage.epochs:
+        if run.epoch == run.plan.epochs:
             self._finish_stage(stage, run)
 
     def _finish_stage(self, stage: Stage, run: _StageRun) -> None:

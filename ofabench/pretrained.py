@@ -1,0 +1,121 @@
+"""Pretrained supernets shipped with ofabench, loaded by name like OFA's, with no download.
+
+Each shipped model is a folder of the package's ``pretrained/`` directory holding::
+
+    manifest.json   name, space, dataset, the files below, figures, provenance (the study and
+                    commands that made it, the git commit, versions)
+    supernet.pt     the progressive-shrinking supernet (ofabench checkpoint)
+    config.yaml     its training config (space and data for ``eval`` / ``sample-accuracy``)
+    predictor.pt    the accuracy predictor fitted on its accuracy dataset
+    accuracy.csv    that dataset (random subnets, BN recalibrated, validation accuracy)
+
+``--checkpoint NAME`` and ``--predictor NAME`` take a shipped model's name wherever they take a
+file (:func:`resolve`). ``OFABENCH_PRETRAINED_DIR`` points to another folder of shipped models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .provenance import provenance, write_json
+
+KINDS = ("supernet", "predictor", "accuracy", "config")
+FILES = {
+    "supernet": "supernet.pt",
+    "predictor": "predictor.pt",
+    "accuracy": "accuracy.csv",
+    "config": "config.yaml",
+}
+
+
+def pretrained_dir() -> Path:
+    """The folder of shipped models (the package's, or ``OFABENCH_PRETRAINED_DIR``)."""
+    override = os.environ.get("OFABENCH_PRETRAINED_DIR")
+    return Path(override) if override else Path(__file__).resolve().parent / "pretrained"
+
+
+def shipped() -> dict[str, dict[str, Any]]:
+    """Every shipped model's manifest, by name."""
+    root = pretrained_dir()
+    out = {}
+    if root.is_dir():
+        for manifest in sorted(root.glob("*/manifest.json")):
+            try:
+                data = json.loads(manifest.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            out[manifest.parent.name] = data
+    return out
+
+
+def looks_like_name(value: str) -> bool:
+    """A bare word: no folder part, no file suffix, not a ``scheme:`` reference."""
+    return bool(value) and not any(c in value for c in "/\\:") and not Path(value).suffix
+
+
+def resolve(value: str | Path, kind: str) -> Path:
+    """``value`` as a file path: an existing path as it is, a shipped model's name as that
+    model's file of ``kind``; another bare name is an error listing the shipped models."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    text = str(value)
+    if Path(text).exists() or not looks_like_name(text):
+        return Path(text)
+    models = shipped()
+    if text not in models:
+        names = ", ".join(models) or "none"
+        raise ConfigError(
+            f"{text!r} is neither a file nor a shipped model; shipped models: {names}"
+        )
+    return pretrained_dir() / text / models[text]["files"][kind]
+
+
+def ship(
+    name: str,
+    files: Mapping[str, str | Path],
+    space: str,
+    dataset: str,
+    figures: Mapping[str, Any],
+    made_by: Mapping[str, Any],
+    dest: Path | None = None,
+) -> Path:
+    """Copy a study's supernet, config, predictor and accuracy dataset into the shipped models
+    as ``name`` with a manifest of where they came from."""
+    if not looks_like_name(name):
+        raise ConfigError(f"a shipped model's name is a bare word, got {name!r}")
+    missing = [k for k in KINDS if k not in files or not Path(files[k]).is_file()]
+    if missing:
+        raise ConfigError(f"cannot ship {name!r}: missing {missing}")
+    folder = (dest or pretrained_dir()) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind in KINDS:
+        shutil.copyfile(files[kind], folder / FILES[kind])
+    manifest = {
+        "name": name,
+        "space": space,
+        "dataset": dataset,
+        "files": FILES,
+        "figures": dict(figures),
+        "made_by": {**made_by, "git_commit": _git_commit()},
+        "provenance": provenance(),
+    }
+    write_json(folder / "manifest.json", manifest)
+    return folder
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
