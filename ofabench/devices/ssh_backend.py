@@ -214,7 +214,11 @@ class SshRunner:
     def run(self, argv: list[str], doing: str, stdin: str | None = None) -> CommandResult:
         """Run ``argv`` within ``timeout_s``; :class:`DeviceError` on a time-out, a missing
         binary or a failure of ssh itself (exit 255)."""
-        result = run_bounded(argv, self.config.timeout_s, stdin, self.fail)
+
+        def fail(problem: str) -> NoReturn:
+            self.fail(f"{doing}: {problem}")
+
+        result = run_bounded(argv, self.config.timeout_s, stdin, fail)
         if result.code == EXIT_SSH or _scp_failed(argv, self.config, result):
             self.fail(f"{doing} failed: {ssh_problem(result.stderr)}")
         return result
@@ -252,8 +256,8 @@ def run_bounded(
     except subprocess.TimeoutExpired:
         _kill_group(process)
         fail(
-            f"no answer within timeout_s={timeout_s:g} s (`{shlex.join(argv[-1:])[:80]}`): the "
-            "board may hang or be overloaded; check it, or raise timeout_s in the device profile"
+            f"no answer within timeout_s={timeout_s:g} s: the board may hang or be overloaded; "
+            "check it, or raise timeout_s in the device profile"
         )
     return CommandResult(process.returncode, out, err)
 
@@ -274,6 +278,13 @@ def ssh_problem(stderr: str) -> str:
         if needle in stderr:
             return f"{fix} (ssh: {said})"
     return f"ssh: {said}"
+
+
+def remote_program(path: str) -> str:
+    """``path`` quoted for the board's shell; a leading ``~/`` still means its home folder."""
+    if path.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(path[2:])
+    return shlex.quote(path)
 
 
 def _one_line(text: str) -> str:
@@ -355,7 +366,7 @@ class SshBackend(Backend):
     def probe(self) -> dict[str, Any]:
         """Ask the board's Python (the runner, sent on standard input) for its runtime."""
         c = self.config
-        command = f"{shlex.quote(c.python)} - --probe {c.runtime}"
+        command = f"{remote_program(c.python)} - --probe {c.runtime}"
         result = self.runner.ssh(command, "probing the board", stdin=RUNNER.read_text())
         return self._runner_payload(result, "probing the board")
 
@@ -430,7 +441,8 @@ class SshBackend(Backend):
                 "--repeats", str(settings.repeats)]  # fmt: skip
         if c.cpus:
             argv += ["--cpus", ",".join(map(str, c.cpus))]
-        result = self.runner.ssh(shlex.join(argv), "timing the model")
+        command = " ".join([remote_program(c.python), shlex.join(argv[1:])])
+        result = self.runner.ssh(command, "timing the model")
         payload = self._runner_payload(result, "timing the model")
         samples = np.asarray(payload["samples_ms"], dtype=np.float64)
         kept = drop_outliers(samples, settings.outlier_iqr)
