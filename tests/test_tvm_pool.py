@@ -63,7 +63,7 @@ def device(cache: Path | None, **settings: Any) -> DeviceProfile:
 def profile(out: Path, cache: Path | None, **settings: Any) -> LatencyTable:
     profile_device(
         device(cache, **settings), SpaceSpec.from_dict(TINY_SPACE), out_path=out,
-        settings=QUICK, probe=NO_PROBE, remeasure_unstable=False,
+        settings=QUICK, probe=NO_PROBE, remeasure_unstable=False, calibrate=2,
     )  # fmt: skip
     return LatencyTable.load(out)
 
@@ -85,12 +85,14 @@ def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_pool_compiles_every_op_into_the_cache(tables: dict[str, Any]) -> None:
     n_ops = len(ops_at(SpaceSpec.from_dict(TINY_SPACE), [16]))
-    (log,) = compile_log(tables["pool"])
-    assert (log["compiled"], log["cached"], log["failed"], log["workers"]) == (n_ops, 0, {}, 2)
-    libraries = list(Path(log["cache"]).glob("*.so"))
-    assert len(libraries) == n_ops
-    identity = json.loads((Path(log["cache"]) / "identity.json").read_text())
-    assert identity["tvm"] and identity["target"].startswith("llvm")
+    ops, subnets = compile_log(tables["pool"])
+    assert (ops["models"], ops["compiled"], ops["cached"], ops["failed"]) == ("ops", n_ops, 0, {})
+    assert (subnets["models"], subnets["compiled"], subnets["failed"]) == ("subnets", 2, {})
+    assert ops["workers"] == 2 and ops["cache"] == subnets["cache"]
+    libraries = list(Path(ops["cache"]).glob("*.so"))
+    assert len(libraries) == n_ops + 2
+    identity = json.loads((Path(ops["cache"]) / "identity.json").read_text())
+    assert identity["tvm"] and "llvm" in identity["target"]
     assert compile_log(tables["inline"]) == []  # compile_pool: false compiles in-line
 
 
@@ -113,13 +115,13 @@ def test_pool_profile_has_the_inline_form_and_agrees_within_noise(tables: dict[s
 
 def test_library_computes_what_the_op_computes(tables: dict[str, Any]) -> None:
     op = next(o for o in ops_at(SpaceSpec.from_dict(TINY_SPACE), [16]).values() if o.se)
-    (log,) = compile_log(tables["pool"])
+    log = compile_log(tables["pool"])[0]
     backend = TVMBackend(
         threads=1, target={"kind": "llvm"}, build_cache=str(tables["root"] / "cache")
     )
     module, shape = build_op_module(op)
     runnable = tvm_build.load_library(
-        backend, tvm_build.library_path(Path(log["cache"]), op.key), shape
+        backend, tvm_build.library_path(Path(log["cache"]), tvm_build.op_model(op.key)), shape
     )
     x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
     with torch.no_grad():
@@ -136,8 +138,9 @@ def test_second_run_reuses_the_cache(
     real_pool = tvm_build.run_pool
     monkeypatch.setattr(tvm_build, "run_pool", lambda *a: pools.append(1) or real_pool(*a))
     again = profile(tables["root"] / "again.json", cache)
-    (log,) = compile_log(again)
-    assert (log["compiled"], log["cached"], pools) == (0, len(before), [])
+    ops, subnets = compile_log(again)
+    assert (ops["compiled"], subnets["compiled"], pools) == (0, 0, [])
+    assert ops["cached"] + subnets["cached"] == len(before)
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.so")} == before
     assert set(again) == set(tables["pool"])
 
@@ -148,17 +151,16 @@ def test_an_op_that_fails_to_compile_fails_alone(
     victim = next(iter(ops_at(SpaceSpec.from_dict(TINY_SPACE), [16])))
     real_task = tvm_build.BuildTask
 
-    def task(key: str, path: str, settings: dict[str, Any], seed: int = 0) -> Any:
+    def task(key: str, model: dict, path: str, settings: dict[str, Any], seed: int = 0) -> Any:
         if key == victim:  # this op's worker gets a target TVM cannot make
             settings = {**settings, "target": {"kind": "no-such-target"}}
-        return real_task(key, path, settings, seed)
+        return real_task(key, model, path, settings, seed)
 
     monkeypatch.setattr(tvm_build, "BuildTask", task)
     cache = tables["root"] / "cache-broken"  # the others cached: only the victim is compiled
     shutil.copytree(tables["root"] / "cache", cache)
-    (log,) = compile_log(tables["pool"])
-    cached_dir = cache / Path(log["cache"]).name
-    tvm_build.library_path(cached_dir, victim).unlink()
+    cached_dir = cache / Path(compile_log(tables["pool"])[0]["cache"]).name
+    tvm_build.library_path(cached_dir, tvm_build.op_model(victim)).unlink()
     out = tables["root"] / "broken.json"
     with pytest.raises(BackendError) as info:
         profile(out, cache, compile_workers=1)

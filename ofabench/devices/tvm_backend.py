@@ -304,11 +304,17 @@ class TVMBackend(Backend):
     # -- conversion --------------------------------------------------------------------------------------
     def prebuild_ops(self, ops: Sequence[Any]) -> Any:
         """Compile latency-table ops ahead of timing in a process pool, into a library cache
-        (:func:`.tvm_build.prebuild_ops`; the profiler's hook): a :class:`.tvm_build.PrebuiltOps`,
+        (:func:`.tvm_build.prebuild_ops`; the profiler's hook): a :class:`.tvm_build.Prebuilt`,
         or ``None`` when ``compile_pool`` is off or the device is remote or tuned."""
         from .tvm_build import prebuild_ops
 
         return prebuild_ops(self, ops)
+
+    def prebuild_subnets(self, space: Any, archs: Sequence[Any]) -> Any:
+        """:meth:`prebuild_ops` for whole subnets of ``space`` (the calibration subnets)."""
+        from .tvm_build import prebuild_subnets
+
+        return prebuild_subnets(self, space, archs)
 
     def prepare(self, model: Any, input_shape: tuple[int, ...]) -> TVMRunnable:
         return self.compile(model, input_shape)

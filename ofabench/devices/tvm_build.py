@@ -2,7 +2,8 @@
 
 Compiling an untuned block (ONNX export, Relax import, ``tvm.compile``) costs about as much as
 timing it, and in-line it runs one op at a time on one core. For a profile, :func:`prebuild_ops`
-compiles every op of a batch first, in a ``ProcessPoolExecutor`` (spawn; ``compile_workers``
+(and :func:`prebuild_subnets` for the calibration subnets) compiles every model of a batch
+first, in a ``ProcessPoolExecutor`` (spawn; ``compile_workers``
 workers, default the number of cores; each worker single-threaded: ``TVM_NUM_THREADS=1``), each
 op exported to a shared library (``export_library``); then, with the pool finished and nothing
 else of ours running, the profiler times each library loaded with ``tvm.runtime.load_module``
@@ -11,12 +12,12 @@ same :meth:`Backend.measure_prepared` rounds).
 
 **Cache.** ``<build_cache>/<target kind>-<hash>/<hash of the op>.so``: the folder is keyed by
 the target, the TVM (and tvm-ffi) version and the frontend (see ``identity.json`` in it), the file
-by the op's key and weight seed. A library is written under a temporary name and renamed when
+by the model (the op's key, or the subnet's space and arch) and weight seed. A library is written under a temporary name and renamed when
 complete, so a killed profile resumes without compiling again what it had compiled. Default
 ``~/.cache/ofabench/tvm-lib``; the device-profile setting ``build_cache`` moves it.
 
 **Failures** stay per op: an op that fails to compile is reported with its reason
-(:attr:`PrebuiltOps.failures`) and the others go on.
+(:attr:`Prebuilt.failures`) and the others go on.
 
 Used by default when profiling on a local, untuned TVM device; ``compile_pool: false`` in the
 device profile compiles in-line as before (so does a remote or tuned device).
@@ -103,9 +104,20 @@ def library_cache_dir(backend: Any) -> Path:
     return root / f"{backend.target.kind.name}-{digest}"
 
 
-def library_path(cache_dir: Path, key: str, seed: int = 0) -> Path:
-    """Where the library of the op ``key`` (weights from ``seed``) lives in ``cache_dir``."""
-    return cache_dir / f"{_digest({'op': key, 'seed': seed})[:24]}.so"
+def library_path(cache_dir: Path, model: dict[str, Any], seed: int = 0) -> Path:
+    """Where the library of ``model`` (:func:`op_model` or :func:`subnet_model`; weights from
+    ``seed``) lives in ``cache_dir``."""
+    return cache_dir / f"{_digest({**model, 'seed': seed})[:24]}.so"
+
+
+def op_model(key: str) -> dict[str, Any]:
+    """What a worker builds for a latency-table op: ``{"op": key}``."""
+    return {"op": key}
+
+
+def subnet_model(space: Any, arch: Any) -> dict[str, Any]:
+    """What a worker builds for a whole subnet: the space's and the arch's dicts."""
+    return {"space": space.to_dict(), "arch": arch.to_dict()}
 
 
 def _digest(data: dict[str, Any]) -> str:
@@ -130,10 +142,11 @@ def _prepare_cache_dir(backend: Any) -> Path:
 # -- compiling (in the workers) -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class BuildTask:
-    """One library to compile: the op's key (what the worker builds), where to write it, the
-    backend settings (target, frontend) and the weight seed."""
+    """One library to compile: its name (what results are keyed by), the model (what the worker
+    builds), where to write it, the backend settings (target, frontend) and the weight seed."""
 
     key: str
+    model: dict[str, Any]
     path: str
     settings: dict[str, Any]
     seed: int = 0
@@ -163,11 +176,9 @@ def compile_library(task: BuildTask) -> tuple[float | None, str]:
 def _compile_to(task: BuildTask) -> None:
     import tvm
 
-    from ..latency.ops import build_op_module
-    from ..latency.table import OpSpec
     from .tvm_backend import TVMBackend
 
-    module, shape = build_op_module(OpSpec.parse(task.key), task.seed)
+    module, shape = build_model(task.model, task.seed)
     backend = TVMBackend(**task.settings)
     final = Path(task.path)
     partial = final.with_name(f"{final.stem}.part{os.getpid()}.so")
@@ -179,6 +190,18 @@ def _compile_to(task: BuildTask) -> None:
             os.replace(partial, final)
         finally:
             partial.unlink(missing_ok=True)
+
+
+def build_model(model: dict[str, Any], seed: int) -> tuple[Any, tuple[int, ...]]:
+    """The PyTorch module of :func:`op_model` or :func:`subnet_model`, and its input shape."""
+    from ..latency.ops import build_op_module, build_subnet_module
+    from ..latency.table import OpSpec
+    from ..space import ArchConfig, SpaceSpec
+
+    if "op" in model:
+        return build_op_module(OpSpec.parse(model["op"]), seed)
+    space = SpaceSpec.from_dict(model["space"])
+    return build_subnet_module(space, ArchConfig.from_dict(model["arch"]), seed)
 
 
 def one_line(exc: BaseException) -> str:
@@ -215,41 +238,43 @@ def _result(future: Future[tuple[float | None, str]]) -> tuple[float | None, str
 
 # -- what the profiler uses ---------------------------------------------------------------------------
 @dataclass
-class PrebuiltOps:
-    """Libraries compiled ahead for ops (key -> path), the ops that failed (key -> reason) and
-    what the compile stage cost; :meth:`measure` times one op from its library."""
+class Prebuilt:
+    """Libraries compiled ahead (name -> path and input shape: an op's key, a subnet's JSON), the
+    models that failed (name -> reason) and what the compile stage cost; :meth:`measure` times
+    one model from its library."""
 
     backend: Any
-    libraries: dict[str, Path] = field(default_factory=dict)
+    what: str = "ops"
+    libraries: dict[str, tuple[Path, tuple[int, ...]]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     compiled: int = 0
     cached: int = 0
     workers: int = 0
     wall_s: float = 0.0
     compile_s: float = 0.0
+    cache: str = ""
 
-    def __contains__(self, key: object) -> bool:
-        return key in self.libraries
+    def __contains__(self, name: object) -> bool:
+        return name in self.libraries
 
     def summary(self) -> dict[str, Any]:
         """For provenance: counts, seconds, the cache folder and each failure's reason."""
-        cache = next(iter(self.libraries.values())).parent if self.libraries else None
         return {
             "method": "process pool, then timing (ofabench.devices.tvm_build)",
+            "models": self.what,
             "compiled": self.compiled,
             "cached": self.cached,
             "failed": dict(self.failures),
             "workers": self.workers,
             "wall_s": round(self.wall_s, 2),
             "compile_s": round(self.compile_s, 2),
-            "cache": str(cache) if cache else None,
+            "cache": self.cache,
         }
 
-    def measure(self, op: Any, settings: MeasureSettings) -> Measurement:
-        """Time ``op`` from its library, as :meth:`Backend.measure` times a compiled model."""
-        from ..latency.ops import op_input_shape
-
-        runnable = load_library(self.backend, self.libraries[op.key], op_input_shape(op))
+    def measure(self, name: str, settings: MeasureSettings) -> Measurement:
+        """Time ``name`` from its library, as :meth:`Backend.measure` times a compiled model."""
+        path, shape = self.libraries[name]
+        runnable = load_library(self.backend, path, shape)
         try:
             return self.backend.measure_prepared(runnable, settings)
         finally:
@@ -283,35 +308,69 @@ def pool_applies(backend: Any) -> bool:
     return settings.enabled and backend.rpc is None and backend.tune_trials == 0
 
 
-def prebuild_ops(backend: Any, ops: Sequence[Any], seed: int = 0) -> PrebuiltOps | None:
-    """Compile ``ops`` (each an :class:`~ofabench.latency.table.OpSpec`) into the library cache
-    in a process pool, skipping those already there; ``None`` when the pool does not apply
-    (see :func:`pool_applies`): the caller compiles in-line."""
+def prebuild_ops(backend: Any, ops: Sequence[Any], seed: int = 0) -> Prebuilt | None:
+    """Compile ``ops`` (each an :class:`~ofabench.latency.table.OpSpec`, named by its key) into
+    the library cache in a process pool, skipping those already there; ``None`` when the pool
+    does not apply (see :func:`pool_applies`): the caller compiles in-line."""
+    from ..latency.ops import op_input_shape
+
+    models = {op.key: (op_model(op.key), op_input_shape(op)) for op in ops}
+    return prebuild(backend, models, "ops", seed)
+
+
+def prebuild_subnets(
+    backend: Any, space: Any, archs: Sequence[Any], seed: int = 0
+) -> Prebuilt | None:
+    """:func:`prebuild_ops` for whole subnets of ``space`` (named by ``arch.to_json()``)."""
+    models = {
+        arch.to_json(): (subnet_model(space, arch), (1, space.in_channels, arch.r, arch.r))
+        for arch in archs
+    }
+    return prebuild(backend, models, "subnets", seed)
+
+
+def prebuild(
+    backend: Any,
+    models: dict[str, tuple[dict[str, Any], tuple[int, ...]]],
+    what: str = "models",
+    seed: int = 0,
+) -> Prebuilt | None:
+    """Compile ``models`` (name -> (model, input shape)) into the cache in a process pool, those
+    not already there; ``None`` when the pool does not apply (see :func:`pool_applies`)."""
     if not pool_applies(backend):
         return None
     start = time.perf_counter()
     cache_dir = _prepare_cache_dir(backend)
-    paths = {op.key: library_path(cache_dir, op.key, seed) for op in ops}
+    paths = {name: library_path(cache_dir, model, seed) for name, (model, _) in models.items()}
     todo = [
-        BuildTask(key, str(path), dict(backend.settings), seed)
-        for key, path in paths.items()
+        BuildTask(name, models[name][0], str(path), dict(backend.settings), seed)
+        for name, path in paths.items()
         if not path.is_file()
     ]
-    built = PrebuiltOps(backend, cached=len(paths) - len(todo))
+    built = Prebuilt(backend, what, cached=len(paths) - len(todo), cache=str(cache_dir))
     if todo:
         built.workers = PoolSettings.from_settings(backend.settings).worker_count(len(todo))
-        log.info("tvm: compiling %d ops in %d worker processes", len(todo), built.workers)
-        for key, (seconds, reason) in run_pool(todo, built.workers).items():
-            if seconds is None:
-                built.failures[key] = reason
-                log.warning("tvm: op %s failed to compile: %s", key, reason)
-            else:
-                built.compiled += 1
-                built.compile_s += seconds
-    built.libraries = {k: p for k, p in paths.items() if k not in built.failures and p.is_file()}
+        log.info("tvm: compiling %d %s in %d worker processes", len(todo), what, built.workers)
+        _collect(built, run_pool(todo, built.workers))
+    built.libraries = {
+        name: (path, models[name][1])
+        for name, path in paths.items()
+        if name not in built.failures and path.is_file()
+    }
     built.wall_s = time.perf_counter() - start
     log.info(
-        "tvm: %d ops compiled (%.0f s in %d workers), %d from the cache %s, %d failed",
-        built.compiled, built.wall_s, built.workers, built.cached, cache_dir, len(built.failures),
+        "tvm: %d %s compiled (%.0f s in %d workers), %d from the cache %s, %d failed",
+        built.compiled, what, built.wall_s, built.workers, built.cached, cache_dir,
+        len(built.failures),
     )  # fmt: skip
     return built
+
+
+def _collect(built: Prebuilt, results: dict[str, tuple[float | None, str]]) -> None:
+    for name, (seconds, reason) in results.items():
+        if seconds is None:
+            built.failures[name] = reason
+            log.warning("tvm: %s failed to compile: %s", name, reason)
+        else:
+            built.compiled += 1
+            built.compile_s += seconds

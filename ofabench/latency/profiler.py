@@ -28,11 +28,11 @@ fitting would cost fidelity.
 measured once more at the end of the pass and the faster median kept (transients on a shared
 machine only ever add time); those still unsettled are listed in the provenance.
 
-**Compiling ahead.** A backend with a ``prebuild_ops(ops)`` method (TVM: a process pool and a
-library cache, :mod:`ofabench.devices.tvm_build`) compiles each batch of ops before any is timed,
-so compiling never runs beside a measurement and uses every core; the probe is read afresh after
-it. An op that fails to compile is reported (with its reason, in ``runs[-1]["compile"]``) after
-the others are measured.
+**Compiling ahead.** A backend with ``prebuild_ops(ops)`` and ``prebuild_subnets(space, archs)``
+methods (TVM: a process pool and a library cache, :mod:`ofabench.devices.tvm_build`) compiles each
+batch of ops (and the calibration subnets) before any is timed, so compiling never runs beside a
+measurement and uses every core; the probe is read afresh after it. An op that fails to compile
+is reported (with its reason, in ``runs[-1]["compile"]``) after the others are measured.
 
 **Calibration** (``calibrate=K``). A sum of per-op latencies misses what happens between ops
 (on ONNX Runtime, single-block models carry layout reorders a whole network does not, and every
@@ -515,10 +515,10 @@ class _Run:
 def _measure_ops(run: _Run, ops: Sequence[OpSpec]) -> int:
     """Measure ``ops`` in probe rounds; then, once more, those whose timing rounds never agreed
     (keeping the faster normalised median: transients only add time). Returns how many were
-    measured again. A backend that compiles ahead compiles ``ops`` first (:func:`_prebuild`);
+    measured again. A backend that compiles ahead compiles ``ops`` first (:func:`_compile_ahead`);
     ops that failed to compile raise :class:`BackendError` once the others are measured."""
-    to_time, failed = _prebuild(run, ops)
-    unsettled = _measure_rounds(run, to_time)
+    failed = _compile_ahead(run, "prebuild_ops", ops)
+    unsettled = _measure_rounds(run, [op for op in ops if op.key not in failed])
     again = 0
     if unsettled and run.remeasure_unstable:
         log.info("measuring again %d ops whose rounds did not agree", len(unsettled))
@@ -530,21 +530,21 @@ def _measure_ops(run: _Run, ops: Sequence[OpSpec]) -> int:
     return again
 
 
-def _prebuild(run: _Run, ops: Sequence[OpSpec]) -> tuple[list[OpSpec], dict[str, str]]:
-    """Let a backend that compiles ahead of timing (``prebuild_ops``) compile ``ops`` now,
-    while nothing is timed, then read the probe afresh. Returns the ops to time and those that
-    failed to compile (key -> reason)."""
-    prebuild = getattr(run.backend, "prebuild_ops", None)
-    built = prebuild(ops) if prebuild is not None and ops else None
+def _compile_ahead(run: _Run, hook: str, *args: Any) -> dict[str, str]:
+    """Let a backend that compiles ahead of timing (its ``hook``: ``prebuild_ops(ops)`` or
+    ``prebuild_subnets(space, archs)``) compile now, while nothing is timed, then read the probe
+    afresh. Returns what failed to compile (name -> reason)."""
+    prebuild = getattr(run.backend, hook, None)
+    built = prebuild(*args) if prebuild is not None and len(args[-1]) else None
     if built is None:
-        return list(ops), {}
+        return {}
     run.prebuilt.append(built)
     runs = run.table.provenance[PROFILING].setdefault("runs", [{}])
     runs[-1].setdefault("compile", []).append(built.summary())
     run.writer.changed()
     if run.guard is not None:
         run.guard.start()
-    return [op for op in ops if op.key not in built.failures], dict(built.failures)
+    return dict(built.failures)
 
 
 def _compile_failures(backend: Backend, failed: Mapping[str, str]) -> str:
@@ -556,15 +556,16 @@ def _compile_failures(backend: Backend, failed: Mapping[str, str]) -> str:
     )
 
 
-def _time_op(run: _Run, op: OpSpec) -> Measurement:
-    """Time one op: from the library compiled ahead when there is one, else in-line."""
-    built = next((b for b in run.prebuilt if op.key in b), None)
+def _timed(run: _Run, name: str, what: str, in_line: Callable[[], Measurement]) -> Measurement:
+    """Time ``name`` (an op's key, a subnet's JSON) from the library compiled ahead when there
+    is one, else by ``in_line()`` (convert and time)."""
+    built = next((b for b in run.prebuilt if name in b), None)
     if built is None:
-        return measure_op(run.backend, op, run.settings)
+        return in_line()
     try:
-        return built.measure(op, run.settings)
+        return built.measure(name, run.settings)
     except Exception as exc:
-        raise BackendError(f"backend {run.backend.name!r} failed on op {op.key}: {exc}") from exc
+        raise BackendError(f"backend {run.backend.name!r} failed on {what} {name}: {exc}") from exc
 
 
 def _measure_rounds(run: _Run, ops: Sequence[OpSpec], again: bool = False) -> list[OpSpec]:
@@ -576,7 +577,10 @@ def _measure_rounds(run: _Run, ops: Sequence[OpSpec], again: bool = False) -> li
         if not _record_op(run, probed, again):
             unstable.append(probed.item)
 
-    run.guard.measure(ops, lambda op: _time_op(run, op), record)
+    def measure(op: OpSpec) -> Measurement:
+        return _timed(run, op.key, "op", lambda: measure_op(run.backend, op, run.settings))
+
+    run.guard.measure(ops, measure, record)
     return unstable
 
 
@@ -728,6 +732,7 @@ def _calibrate(
         run.writer.changed()
         run.step(f"calibration subnet {len(points)}/{len(archs)}")
 
+    _compile_ahead(run, "prebuild_subnets", space, todo)  # what fails is compiled in-line
     run.guard.measure(todo, lambda a: _measure_calm(run, space, a), record, every)
     return _fit_calibration(run.table, space, calib, archs, method)
 
@@ -741,10 +746,19 @@ def _calibration_point(probed: Probed[ArchConfig]) -> dict[str, Any]:
 
 def _measure_calm(run: _Run, space: SpaceSpec, arch: ArchConfig) -> Measurement:
     """A subnet's measurement, taken again (the faster kept) if its rounds did not agree."""
-    measurement = measure_subnet(run.backend, space, arch, run.settings)
+
+    def measure() -> Measurement:
+        return _timed(
+            run,
+            arch.to_json(),
+            "subnet",
+            lambda: measure_subnet(run.backend, space, arch, run.settings),
+        )
+
+    measurement = measure()
     if measurement.stable or not run.remeasure_unstable:
         return measurement
-    again = measure_subnet(run.backend, space, arch, run.settings)
+    again = measure()
     return min(measurement, again, key=lambda m: m.median_ms)
 
 
