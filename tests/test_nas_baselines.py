@@ -124,6 +124,8 @@ def test_single_objective_searches_score_exactly_n_and_stay_feasible(search) -> 
     assert result.history == sorted(result.history)  # best-so-far never falls
     again = search(SMALL, LinearScore().predict, [constraint], n_evals=357, seed=3)
     assert again.best == result.best  # seeded
+    for n in range(101, 200, 7):  # the budget ends anywhere: mid-step, at a local optimum...
+        assert search(SMALL, LinearScore().predict, [constraint], n_evals=n).n_evaluations == n
 
 
 def test_one_gene_moves_change_exactly_one_meaningful_gene() -> None:

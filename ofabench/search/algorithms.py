@@ -128,6 +128,8 @@ def local_search(
         while engine.n_evaluations < n_evals:
             step = _best_neighbour(engine, current, n_evals - engine.n_evaluations)
             if step is None:  # a local optimum (or no feasible neighbour): start afresh
+                if engine.n_evaluations >= n_evals:
+                    break
                 restart = engine.sample_random(1)
                 if restart is None:
                     break
