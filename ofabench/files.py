@@ -24,9 +24,7 @@ MAX_REASON = 300
 
 
 # -- inputs --------------------------------------------------------------------------------------
-def input_file(
-    path: PathLike, what: str, error: type[OfabenchError] = ConfigError
-) -> Path:
+def input_file(path: PathLike, what: str, error: type[OfabenchError] = ConfigError) -> Path:
     """``path`` if it is a readable file, else ``error`` saying what ``what`` should have been."""
     path = Path(path)
     if path.is_dir():

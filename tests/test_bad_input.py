@@ -111,9 +111,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
     (root / "train.yaml").write_text(yaml.safe_dump(train))
     study = {"name": "mini", "train": "train.yaml", "devices": [{"name": "cpu-torch"}]}
     (root / "study.yaml").write_text(yaml.safe_dump(study))
-    assert main(["pareto", "--space", SPACE, "--predictor", str(root / "p.pt"),
-                 "--macs", "3M,6M", "--population", "8", "--generations", "2",
-                 "--baselines", "none", "--out", str(root / "pareto.json")]) == 0  # fmt: skip
+    argv = ["pareto", "--space", SPACE, "--predictor", str(root / "p.pt"), *CHEAP_PARETO]
+    assert main([*argv, "--out", str(root / "pareto.json")]) == 0
     (root / "folder").mkdir()
     return {p.name: p for p in root.iterdir()} | {"root": root, "acc.csv": acc}
 
@@ -162,6 +161,9 @@ def fails_cleanly(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
 
 
 # -- outputs: every writing command x read-only folder / wrong kind / same as input ------------
+# small settings, so that the code before the fix (which did the work first) ends soon too
+CHEAP_PARETO = ["--macs", "3M,6M", "--population", "8", "--generations", "2", "--baselines", "none"]
+CHEAP_MEASURE = ["--warmup", "0", "--repeats", "1", "--max-rounds", "1"]
 # command -> (argv with OUT for the output, "file" or "folder", the input OUT may not be)
 WRITERS: dict[str, tuple[Callable[[Files, str], list[str]], str, str]] = {
     "sample": (lambda f, o: ["sample", "--space", str(f["space.json"]), "--out", o], "file",
@@ -173,12 +175,12 @@ WRITERS: dict[str, tuple[Callable[[Files, str], list[str]], str, str]] = {
     "search": (lambda f, o: ["search", "--space", SPACE, "--predictor", str(f["p.pt"]),
                              "--macs", "5M", "--generations", "2", "--out", o], "file", "p.pt"),
     "pareto --out": (lambda f, o: ["pareto", "--space", SPACE, "--predictor", str(f["p.pt"]),
-                                   "--macs", "3M,6M", "--out", o], "file", "p.pt"),
+                                   *CHEAP_PARETO, "--out", o], "file", "p.pt"),
     "pareto --csv": (lambda f, o: ["pareto", "--space", SPACE, "--predictor", str(f["p.pt"]),
-                                   "--macs", "3M,6M", "--out", str(f["root"] / "new.json"),
+                                   *CHEAP_PARETO, "--out", str(f["root"] / "new.json"),
                                    "--csv", o], "file", "p.pt"),
     "pareto --report": (lambda f, o: ["pareto", "--space", SPACE, "--predictor", str(f["p.pt"]),
-                                      "--macs", "3M,6M", "--out", str(f["root"] / "new.json"),
+                                      *CHEAP_PARETO, "--out", str(f["root"] / "new.json"),
                                       "--report", o, "--name", "x"], "folder", "p.pt"),
     "report": (lambda f, o: ["report", "--input", str(f["pareto.json"]), "--name", "x",
                              "--out", o], "folder", "pareto.json"),
@@ -188,10 +190,11 @@ WRITERS: dict[str, tuple[Callable[[Files, str], list[str]], str, str]] = {
                                       "--space", SPACE, "--data", "digits", "--n", "2",
                                       "--no-progress", "--out", o], "file", "ck.pt"),
     "profile": (lambda f, o: ["profile", "--device", str(f["dev.yaml"]), "--space", SPACE,
-                              "--out", o], "file", "dev.yaml"),
+                              "--resolutions", "24", *CHEAP_MEASURE, "--out", o], "file",
+                "dev.yaml"),
     "validate": (lambda f, o: ["validate", "--device", str(f["dev.yaml"]), "--space", SPACE,
-                               "--table", str(f["table.json"]), "--out", o], "folder",
-                 "table.json"),
+                               "--table", str(f["table.json"]), "--n", "2", *CHEAP_MEASURE,
+                               "--out", o], "folder", "table.json"),
     "study --work-dir": (lambda f, o: ["study", str(f["study.yaml"]), "--work-dir", o,
                                        "--report-dir", str(f["root"] / "r")], "folder",
                          "study.yaml"),
@@ -251,7 +254,7 @@ def test_out_and_csv_naming_one_file_are_refused(
     files: Files, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = str(tmp_path / "same.json")
-    argv = ["pareto", "--space", SPACE, "--predictor", str(files["p.pt"]), "--macs", "3M,6M",
+    argv = ["pareto", "--space", SPACE, "--predictor", str(files["p.pt"]), *CHEAP_PARETO,
             "--out", out, "--csv", out]  # fmt: skip
     assert "name the same file" in fails_cleanly(capsys, argv)
     assert not (tmp_path / "same.json").exists()
@@ -371,7 +374,7 @@ BAD_INPUTS: dict[str, tuple[Callable[[Files, Files], list[str]], str]] = {
     "search --predictor a folder": (lambda f, b: ["search", *S, "--predictor", str(f["folder"]),
                                                   "--macs", "5M"], "is a folder"),
     "pareto, unreadable predictor": (lambda f, b: ["pareto", *S, "--predictor", str(b["junk.pt"]),
-                                                   "--macs", "3M,6M", "--out",
+                                                   *CHEAP_PARETO, "--out",
                                                    str(f["root"] / "y.json")], "cannot read"),
     "report without points": (lambda f, b: ["report", "--input", str(b["no_points.json"]),
                                             "--name", "x", "--out", str(f["root"] / "rep")],
