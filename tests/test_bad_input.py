@@ -201,6 +201,8 @@ WRITERS: dict[str, tuple[Callable[[Files, str], list[str]], str, str]] = {
     "study --report-dir": (lambda f, o: ["study", str(f["study.yaml"]), "--work-dir",
                                          str(f["root"] / "w"), "--report-dir", o], "folder",
                            "study.yaml"),
+    "ship --dest": (lambda f, o: ["ship", str(f["study.yaml"]), "--name", "x", "--dest", o],
+                    "folder", "study.yaml"),
     "demo": (lambda f, o: ["demo", "--out", o, "--no-progress"], "folder", "arch.json"),
 }  # fmt: skip
 

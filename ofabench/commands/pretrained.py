@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..files import check_output
 from ._common import add_json, emit
 
 
@@ -35,6 +36,7 @@ def cmd_ship(args: argparse.Namespace) -> None:
     from ..study.config import load_study
     from ..study.runner import Study
 
+    check_output(args.dest, [args.study], folder=True, what="--dest")
     study = Study(load_study(args.study))
     for step in ("train_ps", "accuracy", "predictor"):
         if not study.done(step):
