@@ -162,6 +162,20 @@ def _session_key(rpc: dict[str, Any]) -> tuple[str, int, str]:
     return host, port, rpc["key"]
 
 
+def _session_alive(rpc: dict[str, Any]) -> bool:
+    """Whether this process holds a working session to ``rpc`` (then the server, which serves
+    one session at a time, is busy with us: a new connection would only queue)."""
+    session = _SESSIONS.get(_session_key(rpc))
+    if session is None:
+        return False
+    try:
+        session.get_function("runtime.config_threadpool")
+    except Exception:  # the device went away: forget the session
+        _SESSIONS.pop(_session_key(rpc), None)
+        return False
+    return True
+
+
 def probe_rpc(rpc: dict[str, Any]) -> None:
     """A TCP connection to the server or tracker within ``connect_timeout_s`` (default 10 s):
     :class:`BackendError` saying how to start it otherwise (tvm.rpc itself would retry a refused
@@ -177,8 +191,13 @@ def probe_rpc(rpc: dict[str, Any]) -> None:
             if what == "RPC tracker"
             else f"`python -m tvm.exec.rpc_server --host 0.0.0.0 --port {port}` on the board"
         )
+        busy = (
+            " (a server busy with another run's session also answers no new connection)"
+            if isinstance(exc, TimeoutError)
+            else ""
+        )
         raise BackendError(
-            f"tvm: the {what} {host}:{port} is not reachable within {timeout:g} s ({exc}); "
+            f"tvm: the {what} {host}:{port} is not reachable within {timeout:g} s ({exc}){busy}; "
             f"start it with {start}, or fix rpc in the device profile"
         ) from exc
 
@@ -273,7 +292,7 @@ class TVMBackend(Backend):
                 "install a wheel built with LLVM: pip install apache-tvm",
             )
         rpc = getattr(owner, "rpc", None)
-        if rpc is not None:
+        if rpc is not None and not _session_alive(rpc):
             try:
                 probe_rpc(rpc)
             except BackendError as exc:
