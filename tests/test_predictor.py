@@ -243,7 +243,29 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert again.encoder == predictor.encoder and again.space == SMALL
     assert again.provenance["source"] == "fit" and "rmse_pct" in again.provenance["fit"]
     assert AccuracyPredictor.load(path, SMALL).hidden_size == 32
-    with pytest.raises(CheckpointError, match="fingerprint"):
+    assert again.trained_space == SMALL and again.space_mismatch is None
+    restricted = SMALL.restrict(kernel_choices=[3, 5], resolutions=[28])
+    assert AccuracyPredictor.load(path, restricted).trained_space == SMALL  # a restriction is fine
+    with pytest.raises(ConfigError, match="trained on space 'small32' but is used for space"):
         AccuracyPredictor.load(path, W10)
     with pytest.raises(CheckpointError, match="does not exist"):
         AccuracyPredictor.load(tmp_path / "missing.pt")
+
+
+def test_old_predictor_files_say_they_do_not_record_the_trained_space(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "old.pt"
+    AccuracyPredictor(SMALL, hidden_size=8).save(path)
+    payload = torch.load(path, weights_only=True)
+    payload.pop("trained_space")
+    payload["schema_version"] = 1  # as ofabench wrote them before trained_space
+    torch.save(payload, path)
+    with caplog.at_level("WARNING", logger="ofabench"):
+        old = AccuracyPredictor.load(path, SMALL)
+    assert old.trained_space == SMALL
+    assert "did not record the space a predictor was trained on" in caplog.text
+    payload.pop("space")
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="does not record the space it was trained on"):
+        AccuracyPredictor.load(path, SMALL)
