@@ -102,7 +102,7 @@ def pool_path(backend: Any, ops: list[Any], settings: Any) -> dict[str, Any]:
     if built is None:
         raise SystemExit("the compile pool does not apply to this device (remote or tuned)")
     compiled = time.perf_counter()
-    medians = {op.key: built.measure(op, settings).median_ms for op in ops if op.key in built}
+    medians = {op.key: built.measure(op.key, settings).median_ms for op in ops if op.key in built}
     return {
         "compile_s": compiled - start,
         "worker_compile_s": built.compile_s,

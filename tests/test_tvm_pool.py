@@ -88,10 +88,11 @@ def test_pool_compiles_every_op_into_the_cache(tables: dict[str, Any]) -> None:
     n_ops = len(ops_at(SpaceSpec.from_dict(TINY_SPACE), [16]))
     ops, subnets = compile_log(tables["pool"])
     assert (ops["models"], ops["compiled"], ops["cached"], ops["failed"]) == ("ops", n_ops, 0, {})
-    assert (subnets["models"], subnets["compiled"], subnets["failed"]) == ("subnets", 2, {})
+    # the calibration subnets (one distinct arch here: every choice of the tiny space is single)
+    assert (subnets["models"], subnets["compiled"], subnets["failed"]) == ("subnets", 1, {})
     assert ops["workers"] == 2 and ops["cache"] == subnets["cache"]
     libraries = list(Path(ops["cache"]).glob("*.so"))
-    assert len(libraries) == n_ops + 2
+    assert len(libraries) == n_ops + 1
     identity = json.loads((Path(ops["cache"]) / "identity.json").read_text())
     assert identity["tvm"] and "llvm" in identity["target"]
     assert compile_log(tables["inline"]) == []  # compile_pool: false compiles in-line
