@@ -28,24 +28,11 @@ from ofabench.training.strategy import (
     soft_target_cross_entropy,
 )
 
+from .test_training import SPACE
+from .test_training import tiny_config as tiny
+
 pytest.importorskip("sklearn")
 pytestmark = pytest.mark.usefixtures("one_thread")
-SPACE = "small32_w0.5"
-
-
-def tiny(stages: list[str] | None = None, epochs: int = 1, **top: Any) -> dict[str, Any]:
-    """2 steps of 8 digits per epoch at 24/28 px."""
-    names = stages or list(PS_ORDER)
-    return {
-        "space": SPACE,
-        "seed": 0,
-        "data": {"name": "digits", "max_train_images": 16},
-        "optim": {"batch_size": 8, "bn_recal_images": 16, "eval_images": 16, "eval_batch_size": 16},
-        "stages": [
-            {"name": n, "epochs": epochs, "lr": 0.05, "resolutions": [24, 28]} for n in names
-        ],
-        **top,
-    }
 
 
 @pytest.fixture(scope="module")
