@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..provenance import read_yaml_file
-from ..typed_config import bounds, check, from_mapping
+from ..typed_config import bounds, check, from_mapping, one_of
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ class DeviceStep:
     warmup: int = field(default=10, metadata=bounds(ge=0))
     repeats: int = field(default=30, metadata=bounds(ge=1))
     max_rounds: int = field(default=4, metadata=bounds(ge=1))
+    # how validate and search treat a probe that runs at another speed than when the table was
+    # made (see ofabench.latency.probe.SPEED_POLICIES)
+    speed_check: str = field(default="auto", metadata=one_of("auto", "rescale", "refuse", "off"))
 
 
 @dataclass(frozen=True)

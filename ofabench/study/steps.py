@@ -142,6 +142,7 @@ def validate(study: Study, device: DeviceStep) -> dict[str, Any]:
         settings=_settings(device),
         passes=device.validate_passes,
         progress=study.progress_bar(f"validate {device.name}", "subnet"),
+        speed_check=device.speed_check,
     )
     return result.to_dict()
 
@@ -249,8 +250,9 @@ def search(study: Study, device: DeviceStep) -> dict[str, Any]:
     problem = problem_for(study, device.name)
     # the table describes this machine only if the probe still runs at the table's speed
     speed = check_device_speed(
-        device.name, problem.latency_model.table, "auto", where=str(study.table_path(device.name))
-    )
+        device.name, problem.latency_model.table, device.speed_check,
+        where=str(study.table_path(device.name)),
+    )  # fmt: skip
     problem.latency_model = rescaled_model(problem.latency_model, speed)
     budgets = latency_budgets(study, problem)
     document = pareto_sweep(
