@@ -67,7 +67,9 @@ def mini_study() -> dict[str, Any]:
                 {"name": "expand_1", "epochs": 1, "lr": 0.02},
             ],
         },  # fmt: skip
-        "devices": [{"name": "cpu-onnxruntime", "calibrate": 2, "validate_n": 4, **QUICK}],
+        # tables made minutes before on the same (possibly busy) machine: rescale, never stop
+        "devices": [{"name": "cpu-onnxruntime", "calibrate": 2, "validate_n": 4,
+                     "speed_check": "rescale", **QUICK}],  # fmt: skip
         "accuracy": {"n": 16, "recal_images": 32, "batch_size": 64},
         "predictor": {"epochs": 20, "hidden": 32},
         "search": {"budgets": 2, "population": 16, "generations": 5},
