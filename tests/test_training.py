@@ -212,6 +212,59 @@ def test_resume_after_an_interrupted_run_is_exact(tmp_path: Path, digits) -> Non
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+class _Killed(Exception):
+    """Stands for a kill between two steps."""
+
+
+def test_a_run_killed_within_an_epoch_resumes_at_its_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``checkpoint_minutes=0`` the state is saved after every step; a run killed at the
+    third step of the kernel stage's 4-step epoch resumes there (not at the epoch's start) and
+    ends with the weights and the metrics row of a run never killed."""
+    from ofabench.training import trainer as trainer_module
+
+    data = tiny_config(["full", "kernel"])
+    data["data"]["max_train_images"] = 32  # 4 steps of 8 per epoch
+    cfg = config_from_dict(data)
+    dataset = load_dataset(DataConfig("digits", max_train_images=32))
+    straight = Trainer(cfg, tmp_path / "a", dataset=dataset, checkpoint_minutes=0).run()
+
+    real_step = trainer_module._StageRun._train_step
+    calls: list[tuple[str, int, int]] = []
+    killed: list[bool] = []
+
+    def step_then_kill(self, step, images, labels):
+        calls.append((self.stage.name, self.epoch, step))
+        if (self.stage.name, step) == ("kernel", 2) and not killed:
+            killed.append(True)
+            raise _Killed
+        return real_step(self, step, images, labels)
+
+    monkeypatch.setattr(trainer_module._StageRun, "_train_step", step_then_kill)
+    with pytest.raises(_Killed):
+        Trainer(cfg, tmp_path / "b", dataset=dataset, checkpoint_minutes=0).run()
+    state = torch.load(tmp_path / "b" / "kernel.state.pt", weights_only=True)
+    assert state["epoch"] == 0 and state["partial"]["step"] == 2
+    calls.clear()
+    resumed = Trainer(cfg, tmp_path / "b", dataset=dataset, checkpoint_minutes=0).run(resume=True)
+    assert calls == [("kernel", 0, 2), ("kernel", 0, 3)]  # the two steps not yet done, only
+    a = torch.load(tmp_path / "a" / "kernel.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "kernel.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    volatile = {"seconds", "images_per_s"}
+    for row_a, row_b in zip(straight, resumed, strict=True):
+        assert {k: v for k, v in row_a.items() if k not in volatile} == {
+            k: v for k, v in row_b.items() if k not in volatile
+        }
+
+
+def test_checkpoint_minutes_must_not_be_negative(digits) -> None:
+    with pytest.raises(ConfigError, match="checkpoint_minutes must be >= 0"):
+        Trainer(config_from_dict(tiny_config(["full"])), "unused", dataset=digits,
+                checkpoint_minutes=-1)  # fmt: skip
+
+
 def test_rerun_without_resume_overwrites_nothing(tmp_path: Path, digits) -> None:
     cfg = config_from_dict(tiny_config(["full"]))
     Trainer(cfg, tmp_path, dataset=digits).run()

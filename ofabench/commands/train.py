@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import ConfigError, InvalidArchError
 from ..files import check_output, input_file
-from ._common import add_json, arch_arg, at_least, emit, input_paths
+from ._common import add_json, add_resolution, arch_arg, at_least, emit, input_paths
 
 log = logging.getLogger("ofabench")
 
@@ -38,9 +38,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     if not dist.is_main:
         logging.getLogger("ofabench").setLevel(logging.WARNING)
     try:
-        Trainer(config, out, progress=not args.no_progress, dist=dist).run(
-            args.stage, resume=args.resume
+        trainer = Trainer(
+            config,
+            out,
+            progress=not args.no_progress,
+            dist=dist,
+            checkpoint_minutes=args.checkpoint_minutes,
         )
+        trainer.run(args.stage, resume=args.resume)
     finally:
         shutdown()
     if dist.is_main:
@@ -188,6 +193,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output folder (default runs/<config>_<schedule>)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     p.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=10.0,
+        metavar="M",
+        help="also save the training state every M minutes within an epoch, so a kill loses at "
+        "most M minutes (default 10; 0: after every step)",
+    )
+    p.add_argument(
         "--schedule",
         choices=["ps", "no_ps", "sandwich", "scratch"],
         help="override the config's schedule (no_ps: OFA's baseline; sandwich: BigNAS's recipe)",
@@ -218,8 +231,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="validation and test accuracy of a subnet (BN recalibrated)")
     p.add_argument(
         "--arch",
-        help="arch JSON file, inline JSON, max or min (not needed for a scratch_<hash>.pt)",
+        help="arch JSON file (ofabench or OFA dict, OFA net.config), inline JSON, max or min "
+        "(not needed for a scratch_<hash>.pt)",
     )
+    add_resolution(p)
     p.add_argument(
         "--checkpoint",
         required=True,

@@ -91,6 +91,16 @@ def assert_in_sync(module: nn.Module, ctx: DistContext) -> bool:
     return bool(torch.equal(low, high))
 
 
+def any_rank(flag: bool, ctx: DistContext) -> bool:
+    """Whether ``flag`` holds on any rank (every rank gets the same answer); ``flag`` itself on
+    one process."""
+    if not ctx.enabled:
+        return flag
+    value = torch.tensor([int(flag)])
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def barrier(ctx: DistContext) -> None:
     if ctx.enabled:
         dist.barrier()

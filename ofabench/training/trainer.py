@@ -6,8 +6,9 @@ Output folder layout::
     config.yaml            the resolved config (a resumed run must match it)
     metrics.csv            one row per epoch (rewritten atomically from the checkpoint's history)
     <stage>.pt             the supernet after each finished stage (``load_supernet`` reads it)
-    <stage>.state.pt       the in-progress state of a stage, written every epoch (model, optimizer,
-                           scheduler, epoch, RNG states, stage, config, metrics history)
+    <stage>.state.pt       the in-progress state of a stage, written after every epoch and every
+                           ``checkpoint_minutes`` within one (model, optimizer, scheduler, epoch,
+                           step within the epoch, RNG states, stage, config, metrics history)
 
 A stage whose sampler is ``fixed`` (``schedule: scratch``) trains one static network instead;
 its files are named ``scratch_<arch hash>`` (``.pt``, ``.state.pt``) plus
@@ -25,6 +26,9 @@ same arithmetic); checkpoints load into NCHW networks as usual.
 Every random choice of a step (batch order, augmentation, resolution, subnets) is drawn from a
 generator seeded by ``(seed, stage, epoch, step)``, so a run resumed after a kill repeats exactly
 the schedule of an uninterrupted one, and every rank of a distributed run samples the same subnets.
+A kill loses at most ``checkpoint_minutes`` of training: the state written within an epoch records
+the step reached, the epoch's running sums and the torch RNG, and the resumed run skips the batches
+already seen (the batch order is a function of the seed) and ends with the same weights.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import itertools
 import logging
 import math
 import time
@@ -49,7 +54,7 @@ from ..errors import CheckpointError, ConfigError
 from ..latency.counting import count_macs, count_params
 from ..provenance import atomic_open, provenance, write_json
 from ..space import SpaceSpec
-from ..supernet import OFAMobileNetV3
+from ..supernet import OFAMobileNetV3, build_supernet
 from ..supernet.checkpoint import FORMAT as SUPERNET_FORMAT
 from ..supernet.checkpoint import load_supernet, save_supernet
 from .budget import StagePlan, plan_stage, reference_passes, with_budget
@@ -65,6 +70,7 @@ from .data import (
 from .distributed import (
     DistContext,
     allreduce_gradients,
+    any_rank,
     assert_in_sync,
     barrier,
     broadcast_state,
@@ -82,6 +88,7 @@ from .strategy import Distiller, NoDistillation, distiller_class, soft_target_cr
 
 log = logging.getLogger("ofabench")
 STATE_FORMAT = "ofabench.train_state"
+DEFAULT_CHECKPOINT_MINUTES = 10.0  # a kill loses at most this much training
 METRIC_FIELDS = (
     "stage",
     "epoch",
@@ -140,8 +147,12 @@ class Trainer:
         dataset: Dataset | None = None,
         progress: bool = False,
         dist: DistContext | None = None,
+        checkpoint_minutes: float = DEFAULT_CHECKPOINT_MINUTES,
     ) -> None:
+        if not checkpoint_minutes >= 0:
+            raise ConfigError(f"checkpoint_minutes must be >= 0, got {checkpoint_minutes}")
         self.config = config
+        self.checkpoint_seconds = 60.0 * checkpoint_minutes
         self.out_dir = Path(out_dir)
         self.space: SpaceSpec = config.space_spec()
         self.stages: tuple[Stage, ...] = config.schedule_stages()
@@ -359,7 +370,7 @@ class Trainer:
             raise CheckpointError(
                 f"{path} was written for another search space than {self.space.name!r}"
             )
-        net = OFAMobileNetV3(self.space)
+        net = build_supernet(self.space)
         net.load_state_dict(payload["state_dict"])
         return net, history
 
@@ -367,7 +378,7 @@ class Trainer:
         """An untrained network for ``stage``: the supernet, or the static network of its arch."""
         if stage.arch is not None:
             return build_static_network(self.space, stage.arch)
-        return OFAMobileNetV3(self.space)
+        return build_supernet(self.space)
 
     def initial_network(self, index: int) -> nn.Module:
         """The network stage ``index`` starts from: the previous stage's checkpoint (or a fresh
@@ -443,6 +454,7 @@ class _StageRun:
         self.plan = trainer.plan(index)
         assert self.plan.steps_per_epoch == self.steps_per_epoch
         self.epoch = 0
+        self.partial: dict[str, Any] | None = None  # an interrupted epoch's progress
         self.last_lr = self.stage.lr
         self._build()
 
@@ -477,7 +489,15 @@ class _StageRun:
         self.epoch = int(state["epoch"])
         self.trainer.history = [_with_compute(row, self.trainer) for row in state["history"]]
         torch.set_rng_state(state["rng"]["torch"])
-        log.info("stage %s: resuming after epoch %d", self.stage.name, self.epoch)
+        self.partial = state.get("partial")
+        if self.partial:
+            self.last_lr = float(self.partial["lr"])
+            log.info(
+                "stage %s: resuming epoch %d at step %d/%d",
+                self.stage.name, self.epoch + 1, self.partial["step"], self.steps_per_epoch,
+            )  # fmt: skip
+        else:
+            log.info("stage %s: resuming after epoch %d", self.stage.name, self.epoch)
 
     # -- loop -------------------------------------------------------------------------------------
     def train(self, budget: list[float]) -> None:
@@ -513,7 +533,7 @@ class _StageRun:
         total = self.plan.steps
         return tqdm(
             total=total,
-            initial=self.epoch * self.steps_per_epoch,
+            initial=self.epoch * self.steps_per_epoch + int((self.partial or {}).get("step", 0)),
             desc=f"{self.stage.name}",
             unit="step",
             dynamic_ncols=True,
@@ -521,7 +541,10 @@ class _StageRun:
 
     def _train_epoch(self, bar: Any) -> dict[str, Any]:
         dist = self.trainer.dist
-        torch.manual_seed(derived_seed(self.seed, self.index, self.epoch, dist.rank, 1))
+        partial, self.partial = self.partial or {}, None
+        done = int(partial.get("step", 0))
+        if not done:  # a resumed epoch continues the torch RNG restored from its state
+            torch.manual_seed(derived_seed(self.seed, self.index, self.epoch, dist.rank, 1))
         order = torch.Generator().manual_seed(derived_seed(self.seed, self.index, self.epoch, 0))
         batches = iterate_batches(
             self.trainer.dataset.train, self.local_batch, order, dist.rank, dist.world_size
@@ -529,29 +552,54 @@ class _StageRun:
         self.net.train()
         first = self.epoch * self.steps_per_epoch
         steps = min(self.steps_per_epoch, self.plan.steps - first)
+        sums = {
+            key: float(partial.get(key, 0.0))
+            for key in ("loss_sum", "acc_sum", "seconds", "teacher_images")
+        }
         teacher_before = self.distiller.teacher_images
-        loss_sum = acc_sum = 0.0
-        seen, start = 0, time.perf_counter()
-        for step, (images, labels) in zip(range(steps), batches):
+        seen, start, saved = done, time.perf_counter(), time.monotonic()
+        for step, (images, labels) in zip(range(done, steps), itertools.islice(batches, done, None)):
             loss, acc = self._train_step(step, images, labels)
-            loss_sum, acc_sum, seen = loss_sum + loss, acc_sum + acc, seen + 1
+            sums["loss_sum"] += loss
+            sums["acc_sum"] += acc
+            seen += 1
             if bar is not None:
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{acc_sum / seen:.3f}")
+                bar.set_postfix(
+                    loss=f"{sums['loss_sum'] / seen:.3f}", acc=f"{sums['acc_sum'] / seen:.3f}"
+                )
                 bar.update(1)
-        seconds = time.perf_counter() - start
+            if seen < steps and self._checkpoint_due(saved):
+                now = time.perf_counter()
+                self._save_state(partial={
+                    **sums,
+                    "step": seen,
+                    "lr": self.last_lr,
+                    "seconds": sums["seconds"] + now - start,
+                    "teacher_images": sums["teacher_images"]
+                    + self.distiller.teacher_images - teacher_before,
+                })  # fmt: skip
+                saved = time.monotonic()
+        seconds = sums["seconds"] + time.perf_counter() - start
+        teacher = sums["teacher_images"] + self.distiller.teacher_images - teacher_before
         passes = self.plan.passes_until(first + seen) - self.plan.passes_until(first)
         return {
             "stage": self.stage.name,
             "epoch": self.epoch + 1,
             "step": first + seen,
             "lr": self.last_lr,
-            "train_loss": loss_sum / max(1, seen),
-            "train_acc": acc_sum / max(1, seen),
+            "train_loss": sums["loss_sum"] / max(1, seen),
+            "train_acc": sums["acc_sum"] / max(1, seen),
             "images_per_s": passes / max(seconds, 1e-9),
             "seconds": seconds,
             "subnet_passes": passes,
-            "teacher_passes": (self.distiller.teacher_images - teacher_before) * dist.world_size,
+            "teacher_passes": int(teacher) * dist.world_size,
         }
+
+    def _checkpoint_due(self, since: float) -> bool:
+        """Whether ``checkpoint_minutes`` have passed since the last save (0: after every step);
+        on several ranks they agree (any rank due saves all), so they save at the same step."""
+        due = time.monotonic() - since >= self.trainer.checkpoint_seconds
+        return any_rank(due, self.trainer.dist)
 
     def _train_step(
         self, step: int, images: torch.Tensor, labels: torch.Tensor
@@ -614,9 +662,12 @@ class _StageRun:
         self.net.train()
         return out
 
-    def _save_state(self) -> None:
+    def _save_state(self, partial: dict[str, Any] | None = None) -> None:
+        """Write the stage's state: after a whole epoch, or within one with ``partial`` (the step
+        reached and the epoch's running sums)."""
         trainer = self.trainer
-        broadcast_state(self.net, trainer.dist)  # one set of BN statistics across ranks
+        if partial is None:
+            broadcast_state(self.net, trainer.dist)  # one set of BN statistics across ranks
         if trainer.dist.is_main:
             state = {
                 "format": STATE_FORMAT,
@@ -630,6 +681,7 @@ class _StageRun:
                 "rng": {"torch": torch.get_rng_state()},
                 "config": trainer.config.to_dict(),
                 "history": trainer.history,
+                "partial": partial,
             }
             with atomic_open(trainer.state_path(self.stage.name), "wb") as handle:
                 torch.save(state, handle)
