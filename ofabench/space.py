@@ -1,8 +1,11 @@
-"""The OFA-MobileNetV3 search space (:class:`SpaceSpec`) and one point in it (:class:`ArchConfig`).
+"""A search space of elastic MBConv stages (:class:`SpaceSpec`) and one point in it (:class:`ArchConfig`).
 
 An architecture is OFA's ``{"ks", "e", "d", "r"}``: a kernel size and an expand ratio for every
 block slot (``n_stages * max_depth`` of them, skipped slots included, as OFA keeps them), a depth
-per stage and an input resolution. Everything here is pure Python + numpy; no torch.
+per stage and an input resolution. A stage may have its own depth choices (ProxylessNAS's last
+stage is one block): its slots beyond them are never run. What the layers of a subnet are (stem,
+head, activations) is the space's *family* (:mod:`ofabench.families`); the MobileNetV3 family's
+geometry lives here. Everything here is pure Python + numpy; no torch.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import numpy as np
 from .errors import ConfigError, InvalidArchError
 
 SCHEMA_VERSION = 1
-ACTIVATIONS = ("relu", "h_swish")
+ACTIVATIONS = ("relu", "h_swish", "relu6")
+DEFAULT_FAMILY = "mbv3"
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -40,12 +44,14 @@ def as_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
 
 @dataclass(frozen=True)
 class StageSpec:
-    """One elastic stage: base width (before the width multiplier), first stride, activation, SE."""
+    """One elastic stage: base width (before the width multiplier), first stride, activation, SE,
+    and its own depth choices (``()``: the space's)."""
 
     width: int
     stride: int
     act: str
     se: bool
+    depths: tuple[int, ...] = ()
 
 
 OFA_MBV3_STAGES = (
@@ -184,11 +190,16 @@ class SpaceSpec:
     resolutions: tuple[int, ...] = tuple(range(128, 225, 4))
     dropout: float = 0.1
     max_depth: int = field(default=0)  # 0: max(depth_choices); set explicitly by restrict()
+    family: str = DEFAULT_FAMILY
+    extra_resolutions: tuple[int, ...] = ()  # accepted for evaluation, never sampled
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(_stage(s) for s in self.stages))
         for name in ("kernel_choices", "expand_choices", "depth_choices", "resolutions"):
             object.__setattr__(self, name, _choices(name, getattr(self, name)))
+        extra = self.extra_resolutions
+        extra = _choices("extra_resolutions", extra) if extra != () and extra != [] else ()
+        object.__setattr__(self, "extra_resolutions", extra)
         if any(k % 2 == 0 or k < 1 for k in self.kernel_choices):
             raise ConfigError(
                 f"kernel choices must be odd positive sizes, got {self.kernel_choices}"
@@ -197,6 +208,14 @@ class SpaceSpec:
             object.__setattr__(self, "max_depth", max(self.depth_choices))
         if max(self.depth_choices) > self.max_depth or min(self.depth_choices) < 1:
             raise ConfigError(f"depth choices {self.depth_choices} must lie in 1..{self.max_depth}")
+        for s, stage in enumerate(self.stages):
+            if stage.depths and max(stage.depths) > self.max_depth:
+                raise ConfigError(
+                    f"stage {s} depth choices {list(stage.depths)} must lie in 1..{self.max_depth}"
+                )
+        from .families import get_family
+
+        get_family(self.family)  # ConfigError naming the known families
         if self.width_mult <= 0 or self.in_channels < 1 or self.n_classes < 1:
             raise ConfigError("width_mult, in_channels and n_classes must be positive")
         if self.stem_stride not in (1, 2):
@@ -209,6 +228,16 @@ class SpaceSpec:
     @property
     def n_stages(self) -> int:
         return len(self.stages)
+
+    @property
+    def stage_depth_choices(self) -> tuple[tuple[int, ...], ...]:
+        """Each stage's depth choices: its own, or the space's ``depth_choices``."""
+        return tuple(s.depths or self.depth_choices for s in self.stages)
+
+    @property
+    def all_depth_choices(self) -> tuple[int, ...]:
+        """Every depth some stage may take, sorted."""
+        return tuple(sorted({d for c in self.stage_depth_choices for d in c}))
 
     @property
     def n_blocks(self) -> int:
@@ -244,27 +273,31 @@ class SpaceSpec:
         """Return ``arch`` as an :class:`ArchConfig` if it fits this space, else raise
         :class:`InvalidArchError` naming the field, the bad value and the allowed values."""
         if not isinstance(arch, ArchConfig):
-            arch = ArchConfig.from_dict(arch)
+            from .families import get_family
+
+            arch = get_family(self.family).arch_from_dict(self, arch)
         for name, length, allowed in (
-            ("ks", self.n_blocks, self.kernel_choices),
-            ("e", self.n_blocks, self.expand_choices),
-            ("d", self.n_stages, self.depth_choices),
+            ("ks", self.n_blocks, (self.kernel_choices,) * self.n_blocks),
+            ("e", self.n_blocks, (self.expand_choices,) * self.n_blocks),
+            ("d", self.n_stages, self.stage_depth_choices),
         ):
             values = getattr(arch, name)
             if len(values) != length:
                 raise InvalidArchError(
                     f"arch field {name!r} has {len(values)} entries; space {self.name!r} needs {length}"
                 )
-            for i, v in enumerate(values):
-                if v not in allowed:
+            for i, (v, choices) in enumerate(zip(values, allowed)):
+                if v not in choices:
                     raise InvalidArchError(
                         f"arch field {name!r}[{i}] = {v} is not allowed in space {self.name!r}; "
-                        f"allowed: {list(allowed)}"
+                        f"allowed: {list(choices)}"
                     )
-        if arch.r not in self.resolutions:
+        if arch.r not in self.resolutions and arch.r not in self.extra_resolutions:
+            extra = self.extra_resolutions
             raise InvalidArchError(
                 f"arch resolution r = {arch.r} is not in space {self.name!r}; allowed: "
                 f"{_describe_values(self.resolutions)}"
+                + (f", or {_describe_values(extra)} to evaluate" if extra else "")
             )
         return arch
 
@@ -279,9 +312,8 @@ class SpaceSpec:
     def uniform(self, ks: int, e: int, d: int, r: int | None = None) -> ArchConfig:
         """The same kernel, expand ratio and depth everywhere (how MobileNets are scaled by hand)."""
         r = max(self.resolutions) if r is None else r
-        return self.validate(
-            ArchConfig((ks,) * self.n_blocks, (e,) * self.n_blocks, (d,) * self.n_stages, r)
-        )
+        depths = tuple(_nearest(d, s.depths) if s.depths else d for s in self.stages)
+        return self.validate(ArchConfig((ks,) * self.n_blocks, (e,) * self.n_blocks, depths, r))
 
     def max_arch(self) -> ArchConfig:
         return self.uniform(
@@ -299,12 +331,36 @@ class SpaceSpec:
     def sample(self, rng: int | np.random.Generator | None = None) -> ArchConfig:
         """A uniformly random architecture (every choice independent, as OFA samples)."""
         rng = as_rng(rng)
-        return ArchConfig(
-            ks=tuple(int(v) for v in rng.choice(self.kernel_choices, self.n_blocks)),
-            e=tuple(int(v) for v in rng.choice(self.expand_choices, self.n_blocks)),
-            d=tuple(int(v) for v in rng.choice(self.depth_choices, self.n_stages)),
-            r=int(rng.choice(self.resolutions)),
+        return self._fill_unused(
+            ArchConfig(
+                ks=tuple(int(v) for v in rng.choice(self.kernel_choices, self.n_blocks)),
+                e=tuple(int(v) for v in rng.choice(self.expand_choices, self.n_blocks)),
+                d=self._own_depths(rng.choice(self.depth_choices, self.n_stages), rng),
+                r=int(rng.choice(self.resolutions)),
+            )
         )
+
+    def _fill_unused(self, arch: ArchConfig) -> ArchConfig:
+        """``arch`` with the smallest kernel and expand ratio in the slots no depth runs (the
+        slots beyond a stage's own depth choices), so equal networks are equal archs."""
+        if not any(s.depths for s in self.stages):
+            return arch
+        used = set(self.slots())
+        ks = tuple(v if i in used else min(self.kernel_choices) for i, v in enumerate(arch.ks))
+        e = tuple(v if i in used else min(self.expand_choices) for i, v in enumerate(arch.e))
+        return dataclasses.replace(arch, ks=ks, e=e)
+
+    def _own_depths(
+        self, depths: Sequence[int], rng: np.random.Generator, hit: Sequence[bool] | None = None
+    ) -> tuple[int, ...]:
+        """``depths`` drawn from the space's choices, redrawn from a stage's own choices where it
+        has them (and ``hit`` says the stage was drawn; a one-choice stage takes its value)."""
+        out = [int(v) for v in depths]
+        for s, stage in enumerate(self.stages):
+            if stage.depths and (hit is None or hit[s] or out[s] not in stage.depths):
+                own = stage.depths
+                out[s] = own[0] if len(own) == 1 else int(own[rng.integers(len(own))])
+        return tuple(out)
 
     def mutate(
         self,
@@ -323,12 +379,12 @@ class SpaceSpec:
             return tuple(int(f) if h else v for v, f, h in zip(values, fresh, hit))
 
         r = int(rng.choice(self.resolutions)) if rng.random() < resolution_prob else arch.r
-        return ArchConfig(
-            ks=resample(arch.ks, self.kernel_choices),
-            e=resample(arch.e, self.expand_choices),
-            d=resample(arch.d, self.depth_choices),
-            r=r,
-        )
+        ks = resample(arch.ks, self.kernel_choices)
+        e = resample(arch.e, self.expand_choices)
+        d = resample(arch.d, self.depth_choices)
+        if any(s.depths for s in self.stages):
+            d = self._own_depths(d, rng, [a != b for a, b in zip(d, arch.d)])
+        return self._fill_unused(ArchConfig(ks=ks, e=e, d=d, r=r))
 
     def crossover(
         self, a: ArchConfig, b: ArchConfig, rng: int | np.random.Generator | None = None
@@ -375,33 +431,13 @@ class SpaceSpec:
         return dataclasses.replace(self, **changes)
 
     def arch_from_ofa_net_config(self, config: Mapping[str, Any], r: int) -> ArchConfig:
-        """The arch of a static subnet saved as OFA's ``net.config`` (``{"blocks": [...]}``, block
-        layers under ``conv`` or the legacy ``mobile_inverted_conv``). Such files carry no
-        resolution, so ``r`` is given; skipped slots get the smallest kernel and expand ratio."""
-        blocks = config.get("blocks") if isinstance(config, Mapping) else None
-        if not isinstance(blocks, list) or len(blocks) < 2:
-            raise InvalidArchError("an OFA net.config needs a 'blocks' list (first block + stages)")
-        layers = [b.get("conv") or b.get("mobile_inverted_conv") or {} for b in blocks[1:]]
-        ks = [min(self.kernel_choices)] * self.n_blocks
-        e = [min(self.expand_choices)] * self.n_blocks
-        d, pos = [], 0
-        for s, width in enumerate(self.stage_channels):
-            depth = 0
-            while (
-                pos < len(layers)
-                and depth < self.max_depth
-                and layers[pos].get("out_channels") == width
-            ):
-                ks[s * self.max_depth + depth] = layers[pos].get("kernel_size")
-                e[s * self.max_depth + depth] = layers[pos].get("expand_ratio")
-                depth, pos = depth + 1, pos + 1
-            d.append(depth)
-        if pos != len(layers):
-            raise InvalidArchError(
-                f"net.config block {pos + 1} (out_channels {layers[pos].get('out_channels')}) does not "
-                f"fit space {self.name!r} with stage widths {list(self.stage_channels)}"
-            )
-        return self.validate(ArchConfig(ks, e, d, r))
+        """The arch of a static subnet saved as OFA's ``net.config`` (``{"blocks": [...]}``); such
+        files carry no resolution, so ``r`` is given. A net of another family than this space's
+        is refused naming both (see :func:`ofabench.families.detect_net_config_family`)."""
+        from .families import check_net_config_family, get_family
+
+        check_net_config_family(config, self)
+        return get_family(self.family).arch_from_net_config(self, config, r)
 
     # -- geometry ------------------------------------------------------------------------------
     def active_blocks(self, arch: ArchConfig) -> list[tuple[int, int, int, int]]:
@@ -414,8 +450,40 @@ class SpaceSpec:
         return out
 
     def layers(self, arch: ArchConfig) -> list[LayerGeom]:
-        """The layers of a subnet with their shapes, stem to classifier."""
-        arch = self.validate(arch)
+        """The layers of a subnet with their shapes, stem to classifier (the family's layout)."""
+        from .families import get_family
+
+        return get_family(self.family).layers(self, self.validate(arch))
+
+    def mbv3_layers(self, arch: ArchConfig) -> list[LayerGeom]:
+        """The OFA-MobileNetV3 layout: h-swish stem, MBConv blocks, final expand, pooling,
+        feature mix (1x1, no BN), classifier."""
+        first_act = self.stages[0].act if self.stages else "relu"
+        out = self.body_layers(
+            arch, "h_swish", first_act, self.stem_channels == self.first_block_channels
+        )
+        hw, channels = out[-1].out_hw, out[-1].out_c
+        out.append(
+            LayerGeom("final_expand", hw, channels, self.final_expand_channels, act="h_swish")
+        )
+        out.append(LayerGeom("pool", hw, self.final_expand_channels, self.final_expand_channels))
+        out.append(
+            LayerGeom(
+                "feature_mix",
+                1,
+                self.final_expand_channels,
+                self.feature_mix_channels,
+                act="h_swish",
+            )
+        )
+        out.append(LayerGeom("classifier", 1, self.feature_mix_channels, self.n_classes))
+        return out
+
+    def body_layers(
+        self, arch: ArchConfig, stem_act: str, first_act: str, first_residual: bool
+    ) -> list[LayerGeom]:
+        """Stem, the fixed first block (expand ratio 1, kernel 3) and the elastic blocks ``arch``
+        runs: the part every MBConv family shares."""
         hw = arch.r
         stem = LayerGeom(
             "stem",
@@ -424,10 +492,9 @@ class SpaceSpec:
             self.stem_channels,
             kernel=3,
             stride=self.stem_stride,
-            act="h_swish",
+            act=stem_act,
         )
         hw = stem.out_hw
-        first_act = self.stages[0].act if self.stages else "relu"
         first = LayerGeom(
             "mbconv",
             hw,
@@ -438,7 +505,7 @@ class SpaceSpec:
             stride=1,
             se=False,
             act=first_act,
-            residual=self.stem_channels == self.first_block_channels,
+            residual=first_residual,
             has_expand=False,
         )
         out = [stem, first]
@@ -463,28 +530,31 @@ class SpaceSpec:
                 )
             )
             hw, channels = out[-1].out_hw, out_c
-        out.append(
-            LayerGeom("final_expand", hw, channels, self.final_expand_channels, act="h_swish")
-        )
-        out.append(LayerGeom("pool", hw, self.final_expand_channels, self.final_expand_channels))
-        out.append(
-            LayerGeom(
-                "feature_mix",
-                1,
-                self.final_expand_channels,
-                self.feature_mix_channels,
-                act="h_swish",
-            )
-        )
-        out.append(LayerGeom("classifier", 1, self.feature_mix_channels, self.n_classes))
         return out
+
+    def slots(self) -> list[int]:
+        """The block slots some depth choice runs (the slots a supernet has blocks for), in order;
+        a stage with fewer depth choices than ``max_depth`` leaves the rest of its slots unused."""
+        return [
+            s * self.max_depth + j
+            for s, stage in enumerate(self.stages)
+            for j in range(max(stage.depths) if stage.depths else self.max_depth)
+        ]
 
     # -- files ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["stages"] = [dataclasses.asdict(s) for s in self.stages]
+        data["stages"] = [_stage_dict(s) for s in self.stages]
         for key in ("kernel_choices", "expand_choices", "depth_choices", "resolutions"):
             data[key] = list(data[key])
+        # fields newer than schema 1 are written only when set, so older files (and their
+        # fingerprints) stay what they were
+        if self.family == DEFAULT_FAMILY:
+            del data["family"]
+        if self.extra_resolutions:
+            data["extra_resolutions"] = list(self.extra_resolutions)
+        else:
+            del data["extra_resolutions"]
         return {"schema_version": SCHEMA_VERSION, **data}
 
     @classmethod
@@ -510,9 +580,22 @@ class SpaceSpec:
         import hashlib
 
         shape = self.to_dict()
-        for key in ("name", "resolutions", "dropout"):
-            shape.pop(key)
+        for key in ("name", "resolutions", "dropout", "extra_resolutions"):
+            shape.pop(key, None)
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _stage_dict(stage: StageSpec) -> dict[str, Any]:
+    data = dataclasses.asdict(stage)
+    if stage.depths:
+        data["depths"] = list(stage.depths)
+    else:
+        del data["depths"]
+    return data
+
+
+def _nearest(value: int, choices: Sequence[int]) -> int:
+    return value if value in choices else min(choices, key=lambda c: (abs(c - value), c))
 
 
 def _stage(value: StageSpec | Mapping[str, Any]) -> StageSpec:
@@ -523,6 +606,9 @@ def _stage(value: StageSpec | Mapping[str, Any]) -> StageSpec:
             stage = StageSpec(**value)
         except TypeError as exc:
             raise ConfigError(f"bad stage {value!r}: needs width, stride, act, se") from exc
+    if stage.depths != ():
+        depths = _choices("stage depths", stage.depths)
+        stage = dataclasses.replace(stage, depths=depths)
     if stage.act not in ACTIVATIONS:
         raise ConfigError(
             f"stage activation {stage.act!r} is unknown; allowed: {list(ACTIVATIONS)}"
@@ -575,25 +661,38 @@ def _small_input(width_mult: float = 1.0, in_channels: int = 1, n_classes: int =
     )
 
 
+# OFA's published specialised nets were fine-tuned at up to 260 px: the ImageNet presets accept
+# those resolutions to evaluate a net (sampling, tables and predictors keep to ``resolutions``).
+OFA_EVAL_RESOLUTIONS = tuple(range(228, 261, 4))
+
 SPACE_PRESETS = {
-    "ofa_mbv3_w1.0": lambda: SpaceSpec(),
-    "ofa_mbv3_w1.2": lambda: SpaceSpec(name="ofa_mbv3_w1.2", width_mult=1.2),
+    "ofa_mbv3_w1.0": lambda: SpaceSpec(extra_resolutions=OFA_EVAL_RESOLUTIONS),
+    "ofa_mbv3_w1.2": lambda: SpaceSpec(
+        name="ofa_mbv3_w1.2", width_mult=1.2, extra_resolutions=OFA_EVAL_RESOLUTIONS
+    ),
     "small32": _small_input,
     "small32_w0.5": lambda: _small_input(0.5),
 }
+"""The MobileNetV3 family's presets (every family's: :func:`list_spaces`)."""
 
 
 def list_spaces() -> list[str]:
-    return sorted(SPACE_PRESETS)
+    """Every preset name of every registered space family."""
+    from .families import all_presets
+
+    return sorted(all_presets())
 
 
 def get_space(name_or_path: str | Path | SpaceSpec = "ofa_mbv3_w1.0") -> SpaceSpec:
     """A preset by name (see :func:`list_spaces`), or a space saved as JSON/YAML at a path."""
+    from .families import all_presets
+
     if isinstance(name_or_path, SpaceSpec):
         return name_or_path
     key = str(name_or_path)
-    if key in SPACE_PRESETS:
-        return SPACE_PRESETS[key]()
+    presets = all_presets()
+    if key in presets:
+        return presets[key]()
     path = Path(key)
     if path.suffix.lower() in (".json", ".yaml", ".yml"):
         from .files import read_mapping_file
@@ -604,16 +703,44 @@ def get_space(name_or_path: str | Path | SpaceSpec = "ofa_mbv3_w1.0") -> SpaceSp
         except ConfigError as exc:
             raise ConfigError(f"space file {path}: {exc}") from exc
     raise ConfigError(
-        f"unknown space {key!r}; presets: {list_spaces()}, or a .json/.yaml space file"
+        f"unknown space {key!r}; presets: {sorted(presets)}, or a .json/.yaml space file"
     )
 
 
-def load_arch(path: str | Path, space: SpaceSpec | None = None) -> ArchConfig:
-    """Read an arch file (ofabench JSON or an OFA dict / ``net.config`` with ``r``) and validate it."""
+def load_arch(
+    path: str | Path, space: SpaceSpec | None = None, resolution: int | None = None
+) -> ArchConfig:
+    """Read an arch file and validate it against ``space``: ofabench JSON, an OFA arch dict, or
+    an OFA ``net.config`` (see :func:`arch_from_data`)."""
     from .files import read_text
 
-    arch = ArchConfig.from_json(read_text(path, "arch file", InvalidArchError))
-    return space.validate(arch) if space is not None else arch
+    text = read_text(path, "arch file", InvalidArchError)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidArchError(f"arch file {path} is not valid JSON: {exc}") from exc
+    return arch_from_data(data, space, resolution, Path(path))
+
+
+def arch_from_data(
+    data: Any,
+    space: SpaceSpec | None = None,
+    resolution: int | None = None,
+    path: Path | None = None,
+) -> ArchConfig:
+    """An arch from parsed JSON: ofabench's or OFA's dict (``resolution`` used when it has no
+    ``r``), or an OFA ``net.config`` (family detected from its blocks; resolution
+    ``resolution``, else the ``image_size`` of a ``run.config`` beside ``path``), validated
+    against ``space`` when given."""
+    if isinstance(data, Mapping) and "blocks" in data:
+        from .families import arch_from_net_config_file
+
+        return arch_from_net_config_file(data, path, space, resolution)
+    if isinstance(data, Mapping) and resolution is not None and "r" not in data:
+        data = {**data, "r": resolution}
+    if space is not None:
+        return space.validate(data)
+    return ArchConfig.from_dict(data)
 
 
 @dataclass(frozen=True, eq=False)

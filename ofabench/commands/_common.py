@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from ..errors import ConfigError, InvalidArchError
 from ..files import input_file
-from ..space import ArchConfig, SpaceSpec, get_space, list_spaces, load_arch
+from ..space import ArchConfig, SpaceSpec, arch_from_data, get_space, list_spaces, load_arch
 
 
 def space_arg(args: argparse.Namespace) -> SpaceSpec:
@@ -18,15 +19,30 @@ def space_arg(args: argparse.Namespace) -> SpaceSpec:
 
 
 def arch_arg(args: argparse.Namespace, space: SpaceSpec) -> ArchConfig:
-    """``--arch``: a JSON file (ofabench or OFA dict), inline JSON, or ``max``/``min``."""
-    value = args.arch
-    if value == "max":
-        return space.max_arch()
-    if value == "min":
-        return space.min_arch()
+    """``--arch``: a JSON file (ofabench or OFA dict, or an OFA ``net.config`` whose resolution
+    is ``--resolution`` or the ``image_size`` of a ``run.config`` beside it), inline JSON, or
+    ``max``/``min`` (at ``--resolution`` when given)."""
+    value, resolution = args.arch, getattr(args, "resolution", None)
+    if value in ("max", "min"):
+        arch = space.max_arch() if value == "max" else space.min_arch()
+        if resolution is None:
+            return arch
+        return space.validate(dataclasses.replace(arch, r=resolution))
     if value.lstrip().startswith("{"):
-        return space.validate(ArchConfig.from_json(value))
-    return load_arch(input_file(value, "arch file", InvalidArchError), space)
+        try:
+            data = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise InvalidArchError(f"arch is not valid JSON: {exc}") from exc
+        return arch_from_data(data, space, resolution)
+    return load_arch(input_file(value, "arch file", InvalidArchError), space, resolution)
+
+
+def add_resolution(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--resolution",
+        type=int,
+        help="input resolution for an arch that carries none (an OFA net.config)",
+    )
 
 
 def input_paths(*values: str | Path | None) -> list[Path]:

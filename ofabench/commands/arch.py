@@ -9,7 +9,16 @@ import logging
 from ..errors import ConfigError
 from ..files import check_output
 from ..space import get_space, list_spaces
-from ._common import add_json, add_space, arch_arg, at_least, emit, input_paths, space_arg
+from ._common import (
+    add_json,
+    add_resolution,
+    add_space,
+    arch_arg,
+    at_least,
+    emit,
+    input_paths,
+    space_arg,
+)
 
 log = logging.getLogger("ofabench")
 
@@ -23,6 +32,7 @@ def cmd_spaces(args: argparse.Namespace) -> None:
         rows.append(
             {
                 "name": name,
+                "family": space.family,
                 "stage_channels": list(space.stage_channels),
                 "resolutions": [min(space.resolutions), max(space.resolutions)],
                 "n_resolutions": len(space.resolutions),
@@ -33,7 +43,8 @@ def cmd_spaces(args: argparse.Namespace) -> None:
         args,
         {"spaces": rows},
         lambda d: "\n".join(
-            f"{r['name']:<16} widths {r['stage_channels']}  r {r['resolutions'][0]}-{r['resolutions'][1]} "
+            f"{r['name']:<34} {r['family']:<9} widths {r['stage_channels']}  "
+            f"r {r['resolutions'][0]}-{r['resolutions'][1]} "
             f"({r['n_resolutions']})  supernet {r['supernet_params'] / 1e6:.2f}M params"
             for r in d["spaces"]
         ),
@@ -80,7 +91,7 @@ def cmd_count(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     from ..export import export_onnx
-    from ..supernet import OFAMobileNetV3
+    from ..supernet import build_supernet
     from ..supernet.checkpoint import load_supernet
 
     space = space_arg(args)
@@ -91,7 +102,7 @@ def cmd_export(args: argparse.Namespace) -> None:
         net = load_supernet(args.checkpoint, space)
     else:
         log.warning("no --checkpoint given: exporting randomly initialised weights")
-        net = OFAMobileNetV3(space)
+        net = build_supernet(space)
     net.set_active_subnet(arch)
     subnet = net.get_active_subnet().eval()
     shape = (args.batch, space.in_channels, arch.r, arch.r)
@@ -114,7 +125,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("spaces", help="list the search-space presets")
+    p = sub.add_parser("spaces", help="list the search-space presets of every space family")
     add_json(p)
     p.set_defaults(func=cmd_spaces)
 
@@ -130,8 +141,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--arch",
         required=True,
-        help="arch JSON file (ofabench or OFA dict), inline JSON, max or min",
+        help="arch JSON file (ofabench or OFA dict, OFA net.config), inline JSON, max or min",
     )
+    add_resolution(p)
     add_json(p)
     p.set_defaults(func=cmd_count)
 
@@ -140,8 +152,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--arch",
         required=True,
-        help="arch JSON file (ofabench or OFA dict), inline JSON, max or min",
+        help="arch JSON file (ofabench or OFA dict, OFA net.config), inline JSON, max or min",
     )
+    add_resolution(p)
     p.add_argument(
         "--format", choices=["onnx"], default="onnx", help="output format (default onnx)"
     )

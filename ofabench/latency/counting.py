@@ -59,4 +59,4 @@ def supernet_params(space: SpaceSpec) -> int:
     """Trainable parameters of the whole supernet: its largest subnet plus the kernel transforms."""
     ks = sorted(space.kernel_choices)
     transforms = sum(small * small * small * small for small in ks[:-1])
-    return count_params(space, space.max_arch()) + space.n_blocks * transforms
+    return count_params(space, space.max_arch()) + len(space.slots()) * transforms

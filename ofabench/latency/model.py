@@ -111,7 +111,7 @@ class LatencyModel:
         invalid = (k_index[:, None] < 0) | (e_index[None, :] < 0)
         ke = (k_index[:, None] * n_e + e_index[None, :]) * n_r
         self._ke_index = np.where(invalid, _INVALID, ke)
-        self._d_index = _index_of(space.depth_choices)
+        self._d_index = _index_of(space.all_depth_choices)
         self._slot_offset = np.arange(space.n_blocks) * (n_k * n_e * n_r)
         self._slot_in_stage = np.arange(space.n_blocks) % space.max_depth
         self._stage_of_slot = np.arange(space.n_blocks) // space.max_depth

@@ -8,6 +8,8 @@ fold something real); the module is returned in eval mode with the NCHW input sh
 
 An MBConv key carries no "has expand conv" field: OFA's first block (expand ratio 1) is the only
 one whose mid channels equal its input channels, so ``mid == in_c`` means no 1x1 expand conv.
+The modules of a key depend on its space family (``OpSpec.family``): ProxylessNAS's ops use
+ReLU6, and its ``Logits`` op pools the last feature map before the classifier.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from torch import nn
 
 from ..errors import LatencyTableError
 from ..space import ArchConfig, LayerGeom, SpaceSpec
-from ..supernet.static import MBConv, MobileNetV3, batch_norm
+from ..supernet import build_static
+from ..supernet.static import MBConv, batch_norm
 from .table import OpSpec
 
 STEM_KERNEL = 3
@@ -29,6 +32,12 @@ def conv_bn_hswish(in_c: int, out_c: int, kernel: int, stride: int) -> nn.Sequen
     return nn.Sequential(conv, batch_norm(out_c), nn.Hardswish())
 
 
+def conv_bn_relu6(in_c: int, out_c: int, kernel: int, stride: int) -> nn.Sequential:
+    """Conv (no bias) + BN + ReLU6: ProxylessNAS's stem and its 1x1 conv before pooling."""
+    conv = nn.Conv2d(in_c, out_c, kernel, stride, kernel // 2, bias=False)
+    return nn.Sequential(conv, batch_norm(out_c), nn.ReLU6())
+
+
 def feature_mix(in_c: int, out_c: int) -> nn.Sequential:
     """1x1 conv (no bias, no BN) + h-swish at 1x1."""
     return nn.Sequential(nn.Conv2d(in_c, out_c, 1, bias=False), nn.Hardswish())
@@ -38,6 +47,9 @@ def op_geometry(spec: OpSpec) -> LayerGeom:
     """The :class:`LayerGeom` of an MBConv key (the inverse of ``OpSpec.from_layer``)."""
     if spec.kind != "mbconv":
         raise LatencyTableError(f"op_geometry needs an mbconv op, got {spec.kind!r} ({spec})")
+    act = "h_swish" if spec.h_swish else "relu"
+    if spec.family == "proxyless":
+        act = "relu6"
     return LayerGeom(
         "mbconv",
         spec.in_hw,
@@ -47,7 +59,7 @@ def op_geometry(spec: OpSpec) -> LayerGeom:
         kernel=spec.kernel,
         stride=spec.stride,
         se=spec.se,
-        act="h_swish" if spec.h_swish else "relu",
+        act=act,
         residual=spec.residual,
         has_expand=spec.mid != spec.in_c,
     )
@@ -57,7 +69,7 @@ def _stem_stride(spec: OpSpec) -> int:
     return 1 if spec.out_hw == spec.in_hw else 2
 
 
-def _build(spec: OpSpec) -> nn.Module:
+def build_mbv3_op(spec: OpSpec) -> nn.Module:
     """Plain torch modules only (every backend's converter knows them; the TFLite writer
     dispatches on exact module types)."""
     if spec.kind == "mbconv":
@@ -73,9 +85,30 @@ def _build(spec: OpSpec) -> nn.Module:
     return nn.Linear(spec.in_c, spec.out_c)  # classifier (OpSpec allows no other kind)
 
 
-def op_input_shape(spec: OpSpec) -> tuple[int, ...]:
-    """The input shape the op's module takes: NCHW, or ``(1, C)`` for the classifier."""
+def build_proxyless_op(spec: OpSpec) -> nn.Module:
+    """A ProxylessNAS op: ReLU6 stem and blocks, ``Conv_1`` (1x1 conv + BN + ReLU6) and
+    ``Logits`` (global pooling, then the classifier)."""
+    if spec.kind == "mbconv":
+        return MBConv(op_geometry(spec))
+    if spec.kind == "stem":
+        return conv_bn_relu6(spec.in_c, spec.out_c, STEM_KERNEL, _stem_stride(spec))
+    if spec.kind == "final_expand":
+        return conv_bn_relu6(spec.in_c, spec.out_c, 1, 1)
     if spec.kind == "classifier":
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(spec.in_c, spec.out_c))
+    raise LatencyTableError(f"a ProxylessNAS latency table has no {spec.kind} op ({spec})")
+
+
+def _build(spec: OpSpec) -> nn.Module:
+    from ..families import get_family
+
+    return get_family(spec.family).build_op(spec)
+
+
+def op_input_shape(spec: OpSpec) -> tuple[int, ...]:
+    """The input shape the op's module takes: NCHW, or ``(1, C)`` for a classifier on the
+    pooled vector (MobileNetV3's; ProxylessNAS's pools the feature map itself)."""
+    if spec.kind == "classifier" and spec.in_hw == 1:
         return (1, spec.in_c)
     return (1, spec.in_c, spec.in_hw, spec.in_hw)
 
@@ -113,6 +146,6 @@ def build_subnet_module(
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        module = MobileNetV3(space.layers(arch))
+        module = build_static(space, arch)
     randomize_batchnorm(module, generator)
     return module.eval(), (1, space.in_channels, arch.r, arch.r)

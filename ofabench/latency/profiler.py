@@ -227,7 +227,7 @@ def plan_profile(
     done = set(measured_before)
     anchors = ops_at(space, measure_at)
     others = {k: op for k, op in ops_at(space, resolutions).items() if k not in anchors}
-    sizes = _sizes_by_group([*anchors.values(), *(OpSpec.parse(k) for k in done)])
+    sizes = _sizes_by_group([*anchors.values(), *(OpSpec.parse(k, space.family) for k in done)])
     to_fit, extra = [], []
     for op in others.values():
         if op.key not in done:
@@ -325,7 +325,7 @@ def fit_entries(
 def _measured_points(table: LatencyTable) -> dict[tuple[Any, ...], list[tuple[OpSpec, float]]]:
     points: dict[tuple[Any, ...], list[tuple[OpSpec, float]]] = defaultdict(list)
     for key in measured_keys(table):
-        op = OpSpec.parse(key)
+        op = OpSpec.parse(key, table.family)
         points[op_group(op)].append((op, table[key].mean_ms))
     return points
 

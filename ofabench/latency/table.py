@@ -11,6 +11,12 @@ A key is OFA's string form, so tables written by OFA and by ofabench are interch
     Conv_2-input:1x1x1152-output:1x1x1536                                     feature mix
     Logits-input:1x1x1536-output:1000                                         classifier
 
+A ProxylessNAS table (family ``proxyless``) keys its blocks by expand *ratio* without the SE and
+h-swish flags, and times pooling with the classifier::
+
+    expanded_conv-input:56x56x24-output:28x28x40-expand:3-kernel:5-stride:2-idskip:0
+    Logits-input:7x7x1280-output:1000
+
 OFA ships one YAML file per input resolution, and a few keys (the head, the last stage at
 neighbouring resolutions) occur in several files with slightly different measurements. A table
 keeps one shared entry per key and, where a resolution's file disagrees with it, a
@@ -31,6 +37,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import LatencyTableError
+from ..families import get_family
 from ..provenance import atomic_open
 from ..provenance import provenance as make_provenance
 from ..space import ArchConfig, LayerGeom, SpaceSpec, get_space
@@ -73,6 +80,8 @@ class OpSpec:
     residual: bool = False
     se: bool = False
     h_swish: bool = False
+    family: str = "mbv3"
+    """The space family whose key format and modules this op has (not part of the key)."""
 
     def __post_init__(self) -> None:
         if self.kind not in OFA_OP_NAMES:
@@ -85,11 +94,17 @@ class OpSpec:
                 f"a {self.kind} op is keyed by its shapes only; mid, kernel, stride, residual, "
                 f"se and h_swish are for mbconv ops"
             )
+        ratio_keys = get_family(self.family).lut_expand_is_ratio
+        if self.kind == "mbconv" and ratio_keys and (self.in_c < 1 or self.mid % self.in_c):
+            raise LatencyTableError(
+                f"a {self.family} block is keyed by its expand ratio: mid channels {self.mid} "
+                f"must be a multiple of its {self.in_c} input channels"
+            )
 
     @classmethod
-    def from_layer(cls, layer: LayerGeom) -> OpSpec:
-        """The key of a layer of :meth:`SpaceSpec.layers` (OFA's conventions: pooling outputs
-        1x1, the classifier's output is a vector)."""
+    def from_layer(cls, layer: LayerGeom, family: str = "mbv3") -> OpSpec:
+        """The key of a layer of :meth:`SpaceSpec.layers` of a space of ``family`` (OFA's
+        conventions: pooling outputs 1x1, the classifier's output is a vector)."""
         if layer.kind == "mbconv":
             return cls(
                 "mbconv",
@@ -103,9 +118,10 @@ class OpSpec:
                 residual=layer.residual,
                 se=layer.se,
                 h_swish=layer.act == "h_swish",
+                family=family,
             )
         out_hw = 1 if layer.kind in ("pool", "classifier") else layer.out_hw
-        return cls(layer.kind, layer.hw, layer.in_c, out_hw, layer.out_c)
+        return cls(layer.kind, layer.hw, layer.in_c, out_hw, layer.out_c, family=family)
 
     @property
     def key(self) -> str:
@@ -117,16 +133,20 @@ class OpSpec:
             f"output:{output}",
         ]
         if self.kind == "mbconv":
-            values = (self.mid, self.kernel, self.stride, self.residual, self.se, self.h_swish)
-            parts += [f"{name}:{int(v)}" for name, v in zip(_MBCONV_FIELDS, values)]
+            family = get_family(self.family)
+            expand = self.mid // self.in_c if family.lut_expand_is_ratio else self.mid
+            values = (expand, self.kernel, self.stride, self.residual, self.se, self.h_swish)
+            names = _mbconv_fields(self.family)
+            parts += [f"{name}:{int(v)}" for name, v in zip(names, values)]
         return "-".join(parts)
 
     def __str__(self) -> str:
         return self.key
 
     @classmethod
-    def parse(cls, key: str) -> OpSpec:
-        """Read an OFA key string; raises :class:`LatencyTableError` saying what is malformed."""
+    def parse(cls, key: str, family: str | None = None) -> OpSpec:
+        """Read an OFA key string of a table of ``family`` (None: told from an MBConv key's
+        fields, else ``mbv3``); raises :class:`LatencyTableError` saying what is malformed."""
         if not isinstance(key, str):
             raise LatencyTableError(f"a latency key must be a string, got {key!r}")
         op, *parts = key.split("-")
@@ -136,7 +156,9 @@ class OpSpec:
             )
         kind = _KINDS_BY_OP[op]
         fields = _key_fields(key, parts)
-        expected = ["input", "output", *(_MBCONV_FIELDS if kind == "mbconv" else ())]
+        if family is None:
+            family = "proxyless" if kind == "mbconv" and "se" not in fields else "mbv3"
+        expected = ["input", "output", *(_mbconv_fields(family) if kind == "mbconv" else ())]
         if list(fields) != expected:
             raise LatencyTableError(
                 f"latency key {key!r} has fields {list(fields)}; an {op} key has {expected}"
@@ -147,8 +169,8 @@ class OpSpec:
             if kind == "classifier"
             else _parse_shape(key, fields["output"])
         )
-        extra = _mbconv_fields(key, fields) if kind == "mbconv" else {}
-        spec = cls(kind, in_hw, in_c, out_hw, out_c, **extra)
+        extra = _read_mbconv_fields(key, fields, in_c, family) if kind == "mbconv" else {}
+        spec = cls(kind, in_hw, in_c, out_hw, out_c, **extra, family=family)
         if spec.key != key:
             raise LatencyTableError(
                 f"latency key {key!r} is not in canonical form; expected {spec.key!r}"
@@ -172,10 +194,24 @@ def _key_fields(key: str, parts: list[str]) -> dict[str, str]:
     return fields
 
 
-def _mbconv_fields(key: str, fields: Mapping[str, str]) -> dict[str, Any]:
-    mid, kernel, stride, idskip, se, hs = (_parse_int(key, fields[f]) for f in _MBCONV_FIELDS)
+def _mbconv_fields(family: str) -> tuple[str, ...]:
+    """The fields of an MBConv key of ``family`` (ProxylessNAS's have no se/hs flags)."""
+    return (*_MBCONV_FIELDS[:4], *get_family(family).lut_block_flags)
+
+
+def _read_mbconv_fields(
+    key: str, fields: Mapping[str, str], in_c: int, family: str
+) -> dict[str, Any]:
+    values = {f: _parse_int(key, fields[f]) for f in _mbconv_fields(family)}
+    expand = values["expand"]
+    mid = in_c * expand if get_family(family).lut_expand_is_ratio else expand
     return dict(
-        mid=mid, kernel=kernel, stride=stride, residual=bool(idskip), se=bool(se), h_swish=bool(hs)
+        mid=mid,
+        kernel=values["kernel"],
+        stride=values["stride"],
+        residual=bool(values["idskip"]),
+        se=bool(values.get("se", 0)),
+        h_swish=bool(values.get("hs", 0)),
     )
 
 
@@ -194,7 +230,7 @@ def _parse_shape(key: str, text: str) -> tuple[int, int]:
 
 def arch_ops(space: SpaceSpec, arch: ArchConfig) -> list[OpSpec]:
     """The latency-table keys of every layer ``arch`` runs, stem to classifier."""
-    return [OpSpec.from_layer(layer) for layer in space.layers(arch)]
+    return [OpSpec.from_layer(layer, space.family) for layer in space.layers(arch)]
 
 
 @dataclass(frozen=True)
@@ -216,17 +252,16 @@ class ResolutionOps:
 def resolution_ops(space: SpaceSpec, resolution: int) -> ResolutionOps:
     """Enumerate the ops of ``space`` at ``resolution``. A block's input shape depends on its slot
     (stage, first slot or not), never on earlier choices, so deepest uniform archs suffice."""
-    depth = max(space.depth_choices)
+    depths = tuple(max(c) for c in space.stage_depth_choices)
     fixed: tuple[OpSpec, ...] = ()
     blocks: dict[tuple[int, int, int], OpSpec] = {}
     for k in space.kernel_choices:
         for e in space.expand_choices:
-            arch = ArchConfig(
-                (k,) * space.n_blocks, (e,) * space.n_blocks, (depth,) * space.n_stages, resolution
-            )
+            arch = ArchConfig((k,) * space.n_blocks, (e,) * space.n_blocks, depths, resolution)
             ops = arch_ops(space, arch)
-            fixed = (*ops[:2], *ops[-4:])
-            for (_, slot, _, _), op in zip(space.active_blocks(arch), ops[2:-4]):
+            active = space.active_blocks(arch)
+            fixed = (*ops[:2], *ops[2 + len(active) :])  # stem, first block, the family's head
+            for (_, slot, _, _), op in zip(active, ops[2 : 2 + len(active)]):
                 blocks[(slot, k, e)] = op
     return ResolutionOps(resolution, fixed, MappingProxyType(blocks))
 
@@ -311,7 +346,9 @@ class LatencyTable:
         space_fingerprint: str,
         provenance: Mapping[str, Any] | None = None,
         schema_version: int = SCHEMA_VERSION,
+        family: str = "mbv3",
     ) -> None:
+        self.family = get_family(family).name
         self.device = device
         self.backend = backend
         self.space_name = space_name
@@ -337,6 +374,7 @@ class LatencyTable:
             space_name=space.name,
             space_fingerprint=space.fingerprint(),
             provenance=provenance,
+            family=space.family,
         )
 
     # -- mapping -------------------------------------------------------------------------------
@@ -374,7 +412,7 @@ class LatencyTable:
 
     def add(self, key: str | OpSpec, entry: LatencyEntry, resolution: int | None = None) -> None:
         """Set the entry of ``key`` (validated), shared or scoped to one ``resolution``."""
-        key = key.key if isinstance(key, OpSpec) else OpSpec.parse(key).key
+        key = key.key if isinstance(key, OpSpec) else OpSpec.parse(key, self.family).key
         if not isinstance(entry, LatencyEntry):
             raise LatencyTableError(f"add() needs a LatencyEntry for {key!r}, got {entry!r}")
         if resolution is None or key not in self._entries:
@@ -388,6 +426,12 @@ class LatencyTable:
     def check_space(self, space: SpaceSpec) -> None:
         """Raise :class:`LatencyTableError` unless this table was made for ``space`` (same
         fingerprint: same widths, strides, choices; the name and resolutions may differ)."""
+        if self.family != space.family:
+            raise LatencyTableError(
+                f"latency table for device {self.device!r} is for a space of family "
+                f"{self.family!r} ({self.space_name}), but space {space.name!r} is of family "
+                f"{space.family!r}; use a table of that family or --space {self.space_name}"
+            )
         if self.space_fingerprint != space.fingerprint():
             raise LatencyTableError(
                 f"latency table for device {self.device!r} was made for space "
@@ -416,7 +460,11 @@ class LatencyTable:
             "schema_version": self.schema_version,
             "device": self.device,
             "backend": self.backend,
-            "space": {"name": self.space_name, "fingerprint": self.space_fingerprint},
+            "space": {
+                "name": self.space_name,
+                "fingerprint": self.space_fingerprint,
+                **({"family": self.family} if self.family != "mbv3" else {}),
+            },
             "provenance": self.provenance,
             "entries": {k: e.to_dict() for k, e in sorted(self._entries.items())},
             "resolution_entries": {
@@ -484,6 +532,7 @@ class LatencyTable:
             provenance=make_provenance(source=[str(p) for p in files], imported_from="ofa_yaml"),
         )
         for resolution, raw in sorted((_read_ofa_file(p) for p in files), key=lambda x: x[0]):
+            _check_ofa_family(raw, space, files, resolution)
             for key, value in raw.items():
                 table.add(key, LatencyEntry.from_ofa(key, value), resolution=resolution)
             _check_ofa_coverage(table, space, resolution)
@@ -529,12 +578,13 @@ def _table_from_dict(cls: type[LatencyTable], data: Any) -> LatencyTable:
         space_fingerprint=str(data["space"]["fingerprint"]),
         provenance=data.get("provenance") or {},
         schema_version=version,
+        family=str(data["space"].get("family", "mbv3")),
     )
     for key, value in data["entries"].items():
         table.add(key, LatencyEntry.from_dict(value))
     for r, scoped in data.get("resolution_entries", {}).items():
         for key, value in scoped.items():
-            table._scoped.setdefault(int(r), {})[OpSpec.parse(key).key] = LatencyEntry.from_dict(
+            table._scoped.setdefault(int(r), {})[OpSpec.parse(key, table.family).key] = LatencyEntry.from_dict(
                 value
             )
     return table
@@ -585,6 +635,33 @@ def _ofa_resolution(path: Path, raw: Mapping[str, Any]) -> int:
     raise LatencyTableError(
         f"cannot tell the resolution of OFA lookup table {path}: name it "
         f"<resolution>_lookup_table.yaml or keep exactly one stem (Conv-...) key in it"
+    )
+
+
+def _check_ofa_family(
+    raw: Mapping[str, Any], space: SpaceSpec, files: list[Path], resolution: int
+) -> None:
+    """An OFA LUT of another family than ``space``'s (told from its block keys) is one line
+    naming both and the preset whose stem it has."""
+    blocks = [str(k) for k in raw if str(k).startswith("expanded_conv-")]
+    if not blocks:
+        return
+    found = get_family(OpSpec.parse(blocks[0]).family)  # the key fields tell the formats apart
+    if found.name == space.family:
+        return
+    presets = list(found.presets().items())
+    suggestion = presets[0][0]
+    for name, make in presets:
+        candidate = make()
+        if resolution in candidate.resolutions:
+            stem = resolution_ops(candidate, resolution).fixed[0]
+            if stem.key in raw:
+                suggestion = name
+                break
+    raise LatencyTableError(
+        f"OFA lookup table {files[0]} has {found.title} keys (family {found.name!r}) but space "
+        f"{space.name!r} is of family {space.family!r}; import it with a space of family "
+        f"{found.name!r}, e.g. --space {suggestion}"
     )
 
 

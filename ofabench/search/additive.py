@@ -173,17 +173,19 @@ class _Layout:
     n_stages: int
     max_depth: int
     slots: np.ndarray  # (1, n_blocks)
-    active_of_depth: np.ndarray  # (n_depth_choices, max_depth) bool
-    depth_values: np.ndarray
+    active_of_depth: np.ndarray  # (n_stages, n_depth_choices, max_depth) bool
+    depth_values: np.ndarray  # (n_stages, n_depth_choices), a stage's own choices padded
     k_stride: int  # E * R
     e_stride: int  # R
     slot_offsets: np.ndarray  # (n_blocks,) intp: slot * K * E * R
     narrow: bool  # the in-slot index fits uint8 arithmetic
+    shared_depths: bool  # no stage has its own depth choices
 
     @classmethod
     def of(cls, space: SpaceSpec) -> _Layout:
-        depths = np.array(space.depth_choices)
-        active = np.arange(space.max_depth)[None, :] < depths[:, None]
+        width = max(len(c) for c in space.stage_depth_choices)
+        depths = np.array([list(c) + [c[-1]] * (width - len(c)) for c in space.stage_depth_choices])
+        active = np.arange(space.max_depth)[None, None, :] < depths[:, :, None]
         n_k, n_e, n_r = (
             len(space.kernel_choices),
             len(space.expand_choices),
@@ -200,11 +202,16 @@ class _Layout:
             n_r,
             np.arange(space.n_blocks, dtype=np.intp) * (n_k * n_e * n_r),
             n_k * n_e * n_r <= 256,
+            not any(stage.depths for stage in space.stages),
         )
 
     def active(self, genes: np.ndarray) -> np.ndarray:
         nb, ns = self.n_blocks, self.n_stages
-        return self.active_of_depth[genes[:, 2 * nb : 2 * nb + ns]].reshape(len(genes), nb)
+        depth_genes = genes[:, 2 * nb : 2 * nb + ns]
+        if self.shared_depths:  # every stage has the space's depth choices: one gather
+            return self.active_of_depth[0][depth_genes].reshape(len(genes), nb)
+        stages = np.arange(ns)[None, :]
+        return self.active_of_depth[stages, depth_genes].reshape(len(genes), nb)
 
     def flat_index(self, genes: np.ndarray) -> np.ndarray:
         """(N, n_blocks) positions in a flattened (n_blocks, K, E, R) table."""
@@ -242,8 +249,9 @@ def _minimum_at(layout: _Layout, base: float, blocks: np.ndarray) -> tuple[float
     best_ke = flat.argmin(axis=1)
     cheapest = flat[np.arange(nb), best_ke].reshape(ns, md)
     prefix = np.cumsum(cheapest, axis=1)  # cost of running the first j+1 slots
-    stage_costs = prefix[:, layout.depth_values - 1]  # (ns, n_depth_choices)
-    depth_idx = stage_costs.argmin(axis=1)
+    rows = np.arange(ns)[:, None]
+    stage_costs = prefix[rows, layout.depth_values - 1]  # (ns, n_depth_choices), padded
+    depth_idx = stage_costs.argmin(axis=1)  # the first of equal minima: never a padding copy
     n_e = blocks.shape[2]
     row = np.concatenate([best_ke // n_e, best_ke % n_e, depth_idx, [0]]).astype(np.uint8)
     return float(base + stage_costs[np.arange(ns), depth_idx].sum()), row
@@ -329,7 +337,11 @@ def _layer_cost_table(
     depth = max(space.depth_choices)
     base = np.zeros(len(res))
     blocks = np.zeros((space.n_blocks, len(kc), len(ec), len(res)))
-    slots = [s * space.max_depth + j for s in range(space.n_stages) for j in range(depth)]
+    slots = [
+        s * space.max_depth + j
+        for s, choices in enumerate(space.stage_depth_choices)
+        for j in range(max(choices))
+    ]
     for ri, r in enumerate(res):
         for ki, k in enumerate(kc):
             for ei, e in enumerate(ec):

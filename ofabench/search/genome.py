@@ -24,7 +24,7 @@ class Genome:
         self.groups = (
             [space.kernel_choices] * nb
             + [space.expand_choices] * nb
-            + [space.depth_choices] * ns
+            + list(space.stage_depth_choices)
             + [space.resolutions]
         )
         width = max(len(g) for g in self.groups)
@@ -38,6 +38,8 @@ class Genome:
         self._coin_of_column = np.r_[np.arange(nb), np.arange(nb), nb + np.arange(ns + 1)]
         self._thresholds: dict[tuple[float, float], np.ndarray] = {}
         self._luts = [_index_lut(c) for c in self._choice_sets()]
+        self._stage_luts = [_index_lut(c) for c in space.stage_depth_choices]
+        self._shared_depths = not any(stage.depths for stage in space.stages)
 
     def _choice_sets(self) -> tuple[tuple[int, ...], ...]:
         s = self.space
@@ -67,7 +69,7 @@ class Genome:
         s = self.space
         nb, ns = s.n_blocks, s.n_stages
         depth_idx = genes[:, 2 * nb : 2 * nb + ns].astype(np.intp)
-        depths = np.asarray(s.depth_choices)[depth_idx]
+        depths = self.options[self.columns[:, 2 * nb : 2 * nb + ns], depth_idx]
         active = (np.arange(nb) % s.max_depth)[None, :] < np.repeat(depths, s.max_depth, axis=1)
         rest = np.ones((len(genes), ns + 1), dtype=bool)
         return np.concatenate([active, active, rest], axis=1) & (self.counts > 1)
@@ -114,9 +116,19 @@ class Genome:
         names = ("ks", "e", "d", "r")
         out = [
             _lookup(lut, part, name, choices)
+            if name != "d" or self._shared_depths
+            else self._stage_depth_indices(part)
             for lut, part, name, choices in zip(self._luts, parts, names, self._choice_sets())
         ]
         return np.concatenate(out, axis=1).astype(np.uint8)
+
+    def _stage_depth_indices(self, depths: np.ndarray) -> np.ndarray:
+        """Depth values -> indices where some stage has its own depth choices."""
+        columns = [
+            _lookup(lut, depths[:, s], "d", choices)
+            for s, (lut, choices) in enumerate(zip(self._stage_luts, self.space.stage_depth_choices))
+        ]
+        return np.stack(columns, axis=1)
 
     # -- value space (the public operators) ---------------------------------------------------
     def random(self, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -12,6 +12,7 @@ import torch
 from ..errors import CheckpointError
 from ..provenance import atomic_open, provenance
 from ..space import SpaceSpec
+from . import build_supernet
 from .ofa_import import load_ofa_state_dict, normalize_ofa_key, read_checkpoint, unwrap_state_dict
 from .ofa_mbv3 import OFAMobileNetV3
 
@@ -45,7 +46,7 @@ def load_supernet(path: str | Path, space: SpaceSpec) -> OFAMobileNetV3:
     """A supernet of ``space`` with the weights at ``path`` (ofabench or reference-OFA format)."""
     path = Path(path)
     obj = read_checkpoint(path)
-    net = OFAMobileNetV3(space)
+    net = build_supernet(space)
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
         if obj.get("fingerprint") != space.fingerprint():
             raise CheckpointError(

@@ -4,7 +4,10 @@ Handles the current key names (``blocks.N.conv.inverted_bottleneck.conv.conv.wei
 ``...depth_conv.conv.7to5_matrix``), the legacy ones (``.mobile_inverted_conv.``, single-nested
 ``.bn.``/``.conv.``/``.linear.``), a ``{"state_dict": ...}`` wrapper and a DataParallel
 ``module.`` prefix. The official checkpoints ``ofa_mbv3_d234_e346_k357_w1.0``/``w1.2`` load into
-:class:`OFAMobileNetV3` built on the matching preset space.
+:class:`OFAMobileNetV3` built on the matching preset space, ``ofa_proxyless_d234_e346_k357_w1.3``
+into :class:`OFAProxylessNASNet`; the names outside the blocks are the family's
+(:attr:`SpaceFamily.ofa_top_level`: ProxylessNAS's ``feature_mix_layer`` is ofabench's final
+expand).
 """
 
 from __future__ import annotations
@@ -16,19 +19,10 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
+from ..families import get_family
 from .ofa_mbv3 import OFAMobileNetV3
 
 _COLLAPSIBLE = {"conv", "bn", "linear"}
-
-# OFA module path (after normalisation) -> ofabench module path
-_TOP_LEVEL = {
-    "first_conv.conv": "stem_conv",
-    "first_conv.bn": "stem_bn",
-    "final_expand_layer.conv": "final_expand_conv",
-    "final_expand_layer.bn": "final_expand_bn",
-    "feature_mix_layer.conv": "feature_mix_conv",
-    "classifier.linear": "classifier",
-}
 _IN_BLOCK = {
     "inverted_bottleneck.conv": "expand_conv",
     "inverted_bottleneck.bn": "expand_bn",
@@ -57,12 +51,14 @@ def normalize_ofa_key(key: str) -> str:
     return ".".join(parts)
 
 
-def ofa_key_to_ofabench(key: str) -> str:
-    """The ofabench parameter name for an OFA state-dict key (either spelling)."""
+def ofa_key_to_ofabench(key: str, family: str = "mbv3") -> str:
+    """The ofabench parameter name for an OFA state-dict key (either spelling) of a supernet of
+    ``family``."""
     norm = normalize_ofa_key(key)
     module, _, leaf = norm.rpartition(".")
-    if module in _TOP_LEVEL:
-        return f"{_TOP_LEVEL[module]}.{leaf}"
+    top_level = get_family(family).ofa_top_level
+    if module in top_level:
+        return f"{top_level[module]}.{leaf}"
     match = _BLOCK_KEY.match(norm)
     if match:
         index, path, leaf = match.groups()
@@ -71,7 +67,7 @@ def ofa_key_to_ofabench(key: str) -> str:
             return f"blocks.{index}.transform_{transform[1]}to{transform[2]}"
         if path in _IN_BLOCK:
             return f"blocks.{index}.{_IN_BLOCK[path]}.{leaf}"
-    raise CheckpointError(f"state-dict key {key!r} is not an OFA-MobileNetV3 parameter")
+    raise CheckpointError(f"state-dict key {key!r} is not an {get_family(family).title} parameter")
 
 
 def unwrap_state_dict(obj: object) -> Mapping[str, torch.Tensor]:
@@ -91,8 +87,10 @@ def convert_ofa_state_dict(
     """Rename an OFA state dict to ``model``'s names and check every shape against it."""
     target = model.state_dict()
     converted: dict[str, torch.Tensor] = {}
-    for key, tensor in unwrap_state_dict(state_dict).items():
-        name = ofa_key_to_ofabench(key)
+    state_dict = unwrap_state_dict(state_dict)
+    _check_family(state_dict, model.space.family, model.space.name)
+    for key, tensor in state_dict.items():
+        name = ofa_key_to_ofabench(key, model.space.family)
         if name not in target:
             raise CheckpointError(
                 f"OFA key {key!r} -> {name!r} has no place in space {model.space.name!r}; "
@@ -110,6 +108,18 @@ def convert_ofa_state_dict(
             f"the OFA checkpoint lacks {len(missing)} tensor(s), e.g. {missing[:3]}"
         )
     return converted
+
+
+def _check_family(state_dict: Mapping[str, torch.Tensor], family: str, space: str) -> None:
+    """An OFA-MobileNetV3 checkpoint has a final expand layer, an OFA-ProxylessNAS one has not:
+    loading one into the other's space is one line naming both."""
+    found = "mbv3" if any("final_expand_layer." in k for k in state_dict) else "proxyless"
+    if found != family and family in ("mbv3", "proxyless"):
+        raise CheckpointError(
+            f"the OFA checkpoint is an {get_family(found).title} supernet (family {found!r}) but "
+            f"space {space!r} is {get_family(family).title} (family {family!r}); pass a space of "
+            f"family {found!r}, e.g. --space {next(iter(get_family(found).presets()))}"
+        )
 
 
 def _optional_keys(target: Mapping[str, torch.Tensor]) -> set[str]:

@@ -19,15 +19,26 @@ BN_EPS = 1e-5
 
 
 def activation(name: str, x: torch.Tensor) -> torch.Tensor:
-    """ReLU or h-swish (``x * relu6(x + 3) / 6``, as OFA and MobileNetV3 define it).
+    """ReLU, ReLU6 or h-swish (``x * relu6(x + 3) / 6``, as OFA and MobileNetV3 define it).
 
     ``x`` must be a fresh intermediate (a BN output): ReLU runs in place on it, which BN's
     backward allows; h-swish cannot (its backward needs its input)."""
-    return F.relu(x, inplace=True) if name == "relu" else F.hardswish(x)
+    if name == "relu":
+        return F.relu(x, inplace=True)
+    if name == "relu6":
+        return F.relu6(x, inplace=True)
+    return F.hardswish(x)
 
 
 def batch_norm(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+def set_bn_eps(module: nn.Module, eps: float) -> None:
+    """Set every BatchNorm's epsilon (a family's own, e.g. ProxylessNAS's 1e-3)."""
+    for bn in module.modules():
+        if isinstance(bn, nn.modules.batchnorm._BatchNorm):
+            bn.eps = eps
 
 
 class SqueezeExcite(nn.Module):
@@ -84,15 +95,17 @@ class MBConv(nn.Module):
 
 
 class MobileNetV3(nn.Module):
-    """A static OFA-MobileNetV3 subnet: stem, MBConv blocks, final expand, pool, feature mix,
-    classifier."""
+    """A static subnet of an MBConv family: stem, MBConv blocks, final expand, pool, [feature
+    mix,] classifier. The activations are the layers' own (h-swish for OFA-MobileNetV3, whose
+    feature mix is a 1x1 conv without BN after pooling; ReLU6 and no feature mix for
+    ProxylessNAS)."""
 
     def __init__(self, layers: Sequence[LayerGeom], dropout: float = 0.0) -> None:
         super().__init__()
         by_kind = {layer.kind: layer for layer in layers if layer.kind != "mbconv"}
-        stem, final, mix, head = (
-            by_kind[k] for k in ("stem", "final_expand", "feature_mix", "classifier")
-        )
+        stem, final, head = (by_kind[k] for k in ("stem", "final_expand", "classifier"))
+        mix = by_kind.get("feature_mix")
+        self.acts = (stem.act, final.act, mix.act if mix is not None else "")
         self.stem_conv = nn.Conv2d(
             stem.in_c, stem.out_c, stem.kernel, stem.stride, stem.kernel // 2, bias=False
         )
@@ -100,14 +113,23 @@ class MobileNetV3(nn.Module):
         self.blocks = nn.Sequential(*(MBConv(layer) for layer in layers if layer.kind == "mbconv"))
         self.final_expand_conv = nn.Conv2d(final.in_c, final.out_c, 1, bias=False)
         self.final_expand_bn = batch_norm(final.out_c)
-        self.feature_mix_conv = nn.Conv2d(mix.in_c, mix.out_c, 1, bias=False)
+        if mix is not None:
+            self.feature_mix_conv = nn.Conv2d(mix.in_c, mix.out_c, 1, bias=False)
+        else:
+            self.feature_mix_conv = None
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(head.in_c, head.out_c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.hardswish(self.stem_bn(self.stem_conv(x)))
+        stem_act, final_act, mix_act = self.acts
+        x = activation(stem_act, self.stem_bn(self.stem_conv(x)))
         x = self.blocks(x)
-        x = F.hardswish(self.final_expand_bn(self.final_expand_conv(x)))
+        x = activation(final_act, self.final_expand_bn(self.final_expand_conv(x)))
         x = x.mean((2, 3), keepdim=True)
-        x = F.hardswish(self.feature_mix_conv(x))
+        if self.feature_mix_conv is not None:
+            x = activation(mix_act, self.feature_mix_conv(x))
         return self.classifier(self.dropout(torch.flatten(x, 1)))
+
+
+class ProxylessNASNet(MobileNetV3):
+    """A static OFA-ProxylessNAS subnet (the same module layout, no feature mix)."""

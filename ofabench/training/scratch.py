@@ -1,7 +1,7 @@
 """The from-scratch baseline: one architecture trained alone as a static network.
 
-The network is the module :meth:`OFAMobileNetV3.get_active_subnet` extracts for the arch (a
-:class:`MobileNetV3` built from the arch's layer geometry), freshly initialised with each
+The network is the module :meth:`OFAMobileNetV3.get_active_subnet` extracts for the arch (the
+space family's static network built from the arch's layer geometry), freshly initialised with each
 layer's own fan-in rather than sliced out of a supernet. Its checkpoint (``scratch_<hash>.pt``)
 carries the space and the arch, so ``ofabench eval --checkpoint`` needs nothing else.
 """
@@ -18,7 +18,7 @@ from ..errors import CheckpointError
 from ..files import load_torch
 from ..provenance import atomic_open, provenance
 from ..space import ArchConfig, SpaceSpec
-from ..supernet import MobileNetV3
+from ..supernet import MobileNetV3, build_static
 from ..supernet.checkpoint import load_weights
 
 STATIC_FORMAT = "ofabench.static_subnet"
@@ -29,10 +29,9 @@ def build_static_network(
     space: SpaceSpec, arch: ArchConfig, seed: int | None = None
 ) -> MobileNetV3:
     """A freshly initialised static network of ``arch`` (seeded with ``seed`` when given)."""
-    arch = space.validate(arch)
     if seed is not None:
         torch.manual_seed(seed)
-    return MobileNetV3(space.layers(arch), dropout=space.dropout)
+    return build_static(space, arch)
 
 
 def save_static_network(
