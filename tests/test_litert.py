@@ -146,9 +146,12 @@ def test_unsupported_module_is_named() -> None:
     assert "MobileNetV3" in supported_modules()
 
 
-def test_grouped_conv_is_refused() -> None:
-    with pytest.raises(ExportError, match="grouped Conv2d"):
-        module_to_tflite(nn.Conv2d(8, 8, 3, groups=2), (1, 8, 8, 8))
+def test_grouped_conv_matches_and_reflect_padding_is_refused() -> None:
+    """Grouped convolutions are CONV_2D with in/groups weight depth (LiteRT runs them);
+    padding modes other than zeros have no TFLite form."""
+    assert relative_error(nn.Conv2d(8, 8, 3, padding=1, groups=2), (1, 8, 8, 8)) <= 1e-4
+    with pytest.raises(ExportError, match="padding_mode 'reflect' is not supported"):
+        module_to_tflite(nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect"), (1, 8, 8, 8))
 
 
 def test_measure_imagenet_block() -> None:

@@ -10,9 +10,13 @@ column counts one multiply-add as one operation (MobileNetV3-Large: 0.217, the p
 MAdds), so it is read as MACs.
 
 LiteRT runs ``.tflite`` files: a network goes through litert-torch (the maintained PyTorch to
-TFLite converter) when it is installed, else through the project's own TFLite writer, which
-covers the OFA-MobileNetV3 operators only. A network a backend cannot convert or run is
-recorded as failed, with the reason; the others are measured regardless.
+TFLite converter) when it is installed, else through the project's own TFLite writer, whose
+torch.fx graph converter (:mod:`ofabench.devices.tflite_graph`) covers the operators of these
+networks (convolutions plain, depthwise and grouped, batch norm, the usual activations, pools,
+residual adds, SE scaling, channel shuffle, linear heads); litert-torch is an optional extra
+(``tflite-convert``) that pulls jax, transformers and torchao. A network a backend cannot
+convert or run is recorded as failed, with the reason (the op it lacks); the others are
+measured regardless.
 """
 
 from __future__ import annotations
@@ -150,13 +154,14 @@ def _measure_one(
 
 
 def _converter(backend: Any) -> tuple[str, Callable[[Any, tuple[int, ...]], Any]]:
-    """How a network reaches ``backend``: as the PyTorch module (the backend converts it), or,
-    for LiteRT with litert-torch installed, as a ``.tflite`` file litert-torch wrote."""
+    """How a network reaches ``backend``: as the PyTorch module (the backend converts it; LiteRT
+    through ofabench's TFLite writer), or, for LiteRT with litert-torch installed, as a
+    ``.tflite`` file litert-torch wrote."""
     if getattr(backend, "name", "") != "litert":
         return f"{getattr(backend, 'name', 'backend')} (its own conversion)", _as_module
     if importlib.util.find_spec("litert_torch") is None:
         return (
-            "ofabench TFLite writer (OFA-MobileNetV3 ops only; litert-torch is not installed)",
+            "ofabench TFLite writer (torch.fx graph; litert-torch is not installed)",
             _as_module,
         )
     return "litert-torch", _litert_torch_file

@@ -7,6 +7,7 @@ import json
 import logging
 
 from ..errors import ConfigError
+from ..export import EXPORT_FORMATS
 from ..files import check_output
 from ..space import get_space, list_spaces
 from ._common import (
@@ -90,7 +91,7 @@ def cmd_count(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from ..export import export_onnx
+    from ..export import RUNTIMES, export_onnx, export_tflite
     from ..supernet import build_supernet
     from ..supernet.checkpoint import load_supernet
 
@@ -107,16 +108,20 @@ def cmd_export(args: argparse.Namespace) -> None:
     subnet = net.get_active_subnet().eval()
     shape = (args.batch, space.in_channels, arch.r, arch.r)
     meta = {"space": space.name, "arch": arch.to_dict(), "checkpoint": args.checkpoint}
-    report = export_onnx(
-        subnet, shape, args.out, opset=args.opset, check=not args.no_check, metadata=meta
-    )
+    check = not args.no_check
+    if args.format == "tflite":
+        report = export_tflite(subnet, shape, args.out, check=check, metadata=meta)
+    else:
+        report = export_onnx(subnet, shape, args.out, opset=args.opset, check=check, metadata=meta)
+    runtime = RUNTIMES[report.format]
     emit(
         args,
         {**report.to_dict(), "arch": arch.to_dict(), "space": space.name},
         lambda d: (
             f"wrote {d['path']} ({d['size_bytes'] / 1e6:.1f} MB), input {list(d['input_shape'])}"
+            f" ({d['input_layout']})"
             + (
-                f", ONNX Runtime max abs diff {d['max_abs_diff']:.2e}"
+                f", {runtime} max abs diff {d['max_abs_diff']:.2e}"
                 if d["max_abs_diff"] is not None
                 else ""
             )
@@ -147,7 +152,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json(p)
     p.set_defaults(func=cmd_count)
 
-    p = sub.add_parser("export", help="export a subnet (numerically checked in ONNX Runtime)")
+    p = sub.add_parser(
+        "export", help="export a subnet to ONNX or TFLite (checked in ONNX Runtime or LiteRT)"
+    )
     add_space(p)
     p.add_argument(
         "--arch",
@@ -156,14 +163,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_resolution(p)
     p.add_argument(
-        "--format", choices=["onnx"], default="onnx", help="output format (default onnx)"
+        "--format",
+        choices=list(EXPORT_FORMATS),
+        default="onnx",
+        help="onnx (NCHW input) or tflite (NHWC input, written by ofabench's TFLite writer); "
+        "default onnx",
     )
     p.add_argument("--out", required=True, help="output file")
     p.add_argument("--checkpoint", help="supernet weights (ofabench or reference-OFA checkpoint)")
     p.add_argument(
         "--batch", type=int, default=1, help="batch size of the exported input (default 1)"
     )
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    p.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime comparison")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; onnx only)")
+    p.add_argument(
+        "--no-check",
+        action="store_true",
+        help="skip the comparison with PyTorch in ONNX Runtime or LiteRT",
+    )
     add_json(p)
     p.set_defaults(func=cmd_export)

@@ -21,10 +21,13 @@ Conventions of the written models:
   identity).
 
 Supported modules: ofabench's static :class:`~ofabench.supernet.static.MobileNetV3`,
-:class:`~ofabench.supernet.static.MBConv` and :class:`~ofabench.supernet.static.SqueezeExcite`,
-and ``nn.Sequential`` chains of ``Conv2d`` (plain, depthwise), ``BatchNorm2d``, ``ReLU``,
-``ReLU6``, ``Hardswish``, ``Hardsigmoid``, ``AdaptiveAvgPool2d(1)``, ``Flatten``, ``Linear``,
-``Dropout`` and ``Identity``. Anything else raises :class:`~ofabench.errors.ExportError`.
+:class:`~ofabench.supernet.static.MBConv` and :class:`~ofabench.supernet.static.SqueezeExcite`
+(dedicated converters), ``nn.Sequential`` chains of ``Conv2d`` (plain, depthwise, grouped),
+``BatchNorm2d``, ``ReLU``, ``ReLU6``, ``Hardswish``, ``Hardsigmoid``, ``AdaptiveAvgPool2d(1)``,
+``Flatten``, ``Linear``, ``Dropout`` and ``Identity``, and any other module torch.fx can trace
+into the vocabulary of :mod:`~ofabench.devices.tflite_graph` (torchvision's MobileNets,
+MnasNet, EfficientNet, ResNets, ShuffleNetV2; other families' static subnets). Anything else
+raises :class:`~ofabench.errors.ExportError` naming the op.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ class TFLiteGraph:
         self.buffers: list[Any] = [self.schema.BufferT()]  # buffer 0: the empty sentinel
         self.operators: list[Any] = []
         self.opcodes: dict[int, int] = {}
+        self.producers: dict[int, tuple[str, Any]] = {}  # output tensor -> (op name, operator)
 
     # -- tensors -----------------------------------------------------------------------------
     def _tensor(self, name: str, shape: Sequence[int], dtype: str, buffer: int) -> Tensor:
@@ -133,6 +137,7 @@ class TFLiteGraph:
             op.builtinOptionsType = getattr(self.schema.BuiltinOptions, option_name)
             op.builtinOptions = options
         self.operators.append(op)
+        self.producers[out.index] = (name, op)
         return out
 
     def options(self, name: str, **fields: Any) -> Any:
@@ -198,15 +203,17 @@ class _AlignedBufferT:
 FUSABLE_ACTIVATIONS = {None: "NONE", "relu": "RELU", "relu6": "RELU6"}
 
 
-def _numpy(t: torch.Tensor) -> np.ndarray:
+def to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float32).cpu().numpy()
 
 
 def fold_batch_norm(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[np.ndarray, np.ndarray]:
     """Weights ``[O, I/g, kh, kw]`` and bias ``[O]`` of ``conv`` with ``bn`` folded in."""
-    weight = _numpy(conv.weight).astype(np.float64)
+    weight = to_numpy(conv.weight).astype(np.float64)
     bias = (
-        _numpy(conv.bias).astype(np.float64) if conv.bias is not None else np.zeros(weight.shape[0])
+        to_numpy(conv.bias).astype(np.float64)
+        if conv.bias is not None
+        else np.zeros(weight.shape[0])
     )
     if bn is not None:
         scale, shift = batch_norm_affine(bn)
@@ -219,10 +226,10 @@ def batch_norm_affine(bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
     """Eval-mode batch norm as ``x * scale + shift`` (float64)."""
     if bn.running_mean is None or bn.running_var is None:
         raise ExportError("cannot fold a BatchNorm2d without running statistics into TFLite")
-    mean = _numpy(bn.running_mean).astype(np.float64)
-    var = _numpy(bn.running_var).astype(np.float64)
-    gamma = _numpy(bn.weight).astype(np.float64) if bn.weight is not None else np.ones_like(mean)
-    beta = _numpy(bn.bias).astype(np.float64) if bn.bias is not None else np.zeros_like(mean)
+    mean = to_numpy(bn.running_mean).astype(np.float64)
+    var = to_numpy(bn.running_var).astype(np.float64)
+    gamma = to_numpy(bn.weight).astype(np.float64) if bn.weight is not None else np.ones_like(mean)
+    beta = to_numpy(bn.bias).astype(np.float64) if bn.bias is not None else np.zeros_like(mean)
     scale = gamma / np.sqrt(var + bn.eps)
     return scale, beta - mean * scale
 
@@ -239,7 +246,7 @@ def _torch_pads(conv: nn.Conv2d) -> tuple[tuple[int, int], ...]:
     return tuple((p, p) for p in conv.padding)
 
 
-def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+def same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
     """What TFLite's ``SAME`` padding adds before and after one axis."""
     effective = dilation * (kernel - 1) + 1
     out = -(-size // stride)
@@ -257,7 +264,7 @@ def _conv_padding(g: TFLiteGraph, x: Tensor, conv: nn.Conv2d) -> tuple[Tensor, i
         raise ExportError(f"Conv2d {conv} leaves no output for an input of shape {list(x.shape)}")
     if all(p == (0, 0) for p in pads):
         return x, g.schema.Padding.VALID, out_hw
-    if tuple(_same_pads(*axis) for axis in axes) == pads:
+    if tuple(same_pads(*axis) for axis in axes) == pads:
         return x, g.schema.Padding.SAME, out_hw
     return pad(g, x, pads), g.schema.Padding.VALID, out_hw
 
@@ -303,19 +310,18 @@ def conv2d(
 def _conv_kind(
     g: TFLiteGraph, conv: nn.Conv2d, weight: np.ndarray, fields: dict[str, Any]
 ) -> tuple[str, Tensor, Any]:
-    """The op name, weight tensor and options of a plain or a depthwise convolution."""
+    """The op name, weight tensor and options of a plain, depthwise or grouped convolution.
+
+    A grouped convolution is a CONV_2D whose weights have ``in_channels / groups`` input
+    channels: TFLite infers the groups from that depth (LiteRT's kernels run it; an older
+    runtime without grouped support refuses the model when it loads it)."""
     in_c, out_c, groups = conv.in_channels, conv.out_channels, conv.groups
-    if groups == 1:  # OIHW -> OHWI
-        kernel = g.constant("conv_weights", weight.transpose(0, 2, 3, 1))
-        return "CONV_2D", kernel, g.options("Conv2DOptions", **fields)
-    if groups == in_c and out_c % in_c == 0:  # [O, 1, kh, kw] -> [1, kh, kw, O]
+    if groups != 1 and groups == in_c and out_c % in_c == 0:  # [O, 1, kh, kw] -> [1, kh, kw, O]
         kernel = g.constant("dw_weights", weight.transpose(1, 2, 3, 0))
         options = g.options("DepthwiseConv2DOptions", depthMultiplier=out_c // in_c, **fields)
         return "DEPTHWISE_CONV_2D", kernel, options
-    raise ExportError(
-        f"cannot convert a grouped Conv2d (groups={groups}, {in_c}->{out_c}) to TFLite; "
-        "supported: groups=1 and depthwise (groups=in_channels)"
-    )
+    kernel = g.constant("conv_weights", weight.transpose(0, 2, 3, 1))  # OIHW -> OHWI
+    return "CONV_2D", kernel, g.options("Conv2DOptions", **fields)
 
 
 def activation(g: TFLiteGraph, x: Tensor, name: str | None) -> Tensor:
@@ -346,14 +352,14 @@ def hard_sigmoid(g: TFLiteGraph, x: Tensor) -> Tensor:
 
 
 def add(g: TFLiteGraph, a: Tensor, b: Tensor) -> Tensor:
-    return g.op("ADD", [a, b], _broadcast(a, b), g.options("AddOptions"))
+    return g.op("ADD", [a, b], broadcast_shape(a, b), g.options("AddOptions"))
 
 
 def multiply(g: TFLiteGraph, a: Tensor, b: Tensor) -> Tensor:
-    return g.op("MUL", [a, b], _broadcast(a, b), g.options("MulOptions"))
+    return g.op("MUL", [a, b], broadcast_shape(a, b), g.options("MulOptions"))
 
 
-def _broadcast(a: Tensor, b: Tensor) -> tuple[int, ...]:
+def broadcast_shape(a: Tensor, b: Tensor) -> tuple[int, ...]:
     return tuple(int(s) for s in np.broadcast_shapes(a.shape, b.shape))
 
 
@@ -385,8 +391,8 @@ def linear(g: TFLiteGraph, x: Tensor, fc: nn.Linear) -> Tensor:
     """A FULLY_CONNECTED layer on a 2-D input (weights ``[out, in]`` as PyTorch stores them)."""
     if len(x.shape) != 2:
         raise ExportError(f"Linear needs a 2-D input here (flatten first), got {list(x.shape)}")
-    bias = _numpy(fc.bias) if fc.bias is not None else np.zeros(fc.out_features, np.float32)
-    inputs = [x, g.constant("fc_weights", _numpy(fc.weight)), g.constant("fc_bias", bias)]
+    bias = to_numpy(fc.bias) if fc.bias is not None else np.zeros(fc.out_features, np.float32)
+    inputs = [x, g.constant("fc_weights", to_numpy(fc.weight)), g.constant("fc_bias", bias)]
     return g.op(
         "FULLY_CONNECTED", inputs, (x.shape[0], fc.out_features), g.options("FullyConnectedOptions")
     )
@@ -394,8 +400,13 @@ def linear(g: TFLiteGraph, x: Tensor, fc: nn.Linear) -> Tensor:
 
 # -- modules ---------------------------------------------------------------------------------------
 def _act_of(name: str) -> str:
-    """ofabench's activation names (``relu``/``h_swish``) as :func:`activation` names."""
-    return "relu" if name == "relu" else "h_swish"
+    """ofabench's activation names (``relu``, ``relu6``, ``h_swish``) as :func:`activation`
+    names; another name is refused rather than guessed."""
+    if name not in ("relu", "relu6", "h_swish"):
+        raise ExportError(
+            f"block activation {name!r} has no TFLite form; known: relu, relu6, h_swish"
+        )
+    return name
 
 
 def convert_squeeze_excite(g: TFLiteGraph, se: SqueezeExcite, x: Tensor) -> Tensor:
@@ -421,12 +432,16 @@ def convert_mbconv(g: TFLiteGraph, block: MBConv, x: Tensor) -> Tensor:
 
 def convert_mobilenet(g: TFLiteGraph, net: MobileNetV3, x: Tensor) -> Tensor:
     """A static subnet: stem, blocks, final expand, pool, feature mix, flatten, classifier."""
-    x = conv2d(g, x, net.stem_conv, net.stem_bn, "h_swish")
+    stem_act, final_act, mix_act = (
+        _act_of(a) if a else None for a in getattr(net, "acts", ("h_swish",) * 3)
+    )
+    x = conv2d(g, x, net.stem_conv, net.stem_bn, stem_act)
     for block in net.blocks:
         x = convert_mbconv(g, block, x)
-    x = conv2d(g, x, net.final_expand_conv, net.final_expand_bn, "h_swish")
+    x = conv2d(g, x, net.final_expand_conv, net.final_expand_bn, final_act)
     x = spatial_mean(g, x)
-    x = conv2d(g, x, net.feature_mix_conv, act="h_swish")
+    if getattr(net, "feature_mix_conv", None) is not None:
+        x = conv2d(g, x, net.feature_mix_conv, act=mix_act)
     return linear(g, flatten(g, x), net.classifier)
 
 
@@ -462,10 +477,11 @@ def convert_batch_norm(g: TFLiteGraph, bn: nn.BatchNorm2d, x: Tensor) -> Tensor:
 
 
 def convert_adaptive_pool(g: TFLiteGraph, pool: nn.AdaptiveAvgPool2d, x: Tensor) -> Tensor:
-    size = pool.output_size
-    if size not in (1, (1, 1)):
-        raise ExportError(f"AdaptiveAvgPool2d({size}) is not supported; only output size 1")
-    return spatial_mean(g, x)
+    if pool.output_size in (1, (1, 1)):
+        return spatial_mean(g, x)
+    from .tflite_graph import convert_traced  # other sizes: an average pool where exact
+
+    return convert_traced(g, pool, x)
 
 
 def convert_activation(g: TFLiteGraph, module: nn.Module, x: Tensor) -> Tensor:
@@ -497,22 +513,32 @@ CONVERTERS: dict[type, Converter] = {
 
 
 def supported_modules() -> list[str]:
-    """Names of the module types :func:`module_to_tflite` converts."""
-    return sorted(kind.__name__ for kind in CONVERTERS)
+    """Names of the module types :func:`module_to_tflite` converts (and any module torch.fx
+    traces into them and the functions :func:`~ofabench.devices.tflite_graph.supported_ops`
+    lists)."""
+    from .tflite_graph import MODULE_RULES
+
+    return sorted({kind.__name__ for kind in (*CONVERTERS, *MODULE_RULES)})
 
 
 def convert_module(g: TFLiteGraph, module: nn.Module, x: Tensor) -> Tensor:
-    """Append ``module`` applied to ``x`` to the graph (dispatch on its exact type)."""
+    """Append ``module`` applied to ``x`` to the graph: ofabench's own modules and plain
+    ``nn.Sequential`` chains by their converters, other modules through their torch.fx graph
+    (:mod:`~ofabench.devices.tflite_graph`)."""
     converter = CONVERTERS.get(type(module))
-    if converter is None:
-        hint = ""
-        if hasattr(module, "get_active_subnet"):
-            hint = " (extract a static subnet with get_active_subnet() first)"
-        raise ExportError(
-            f"cannot convert {type(module).__name__} to TFLite{hint}; supported: "
-            f"{', '.join(supported_modules())}"
-        )
-    return converter(g, module, x)
+    if converter is not None:
+        return converter(g, module, x)
+    from .tflite_graph import convert_traced, converts
+
+    if converts(module):
+        return convert_traced(g, module, x)
+    hint = ""
+    if hasattr(module, "get_active_subnet"):
+        hint = " (extract a static subnet with get_active_subnet() first)"
+    raise ExportError(
+        f"cannot convert {type(module).__name__} to TFLite{hint}; supported: "
+        f"{', '.join(supported_modules())}"
+    )
 
 
 # -- entry points ----------------------------------------------------------------------------------
@@ -538,7 +564,7 @@ def module_to_tflite(
         y = convert_module(g, model, x)
     if y.index == x.index:
         raise ExportError(f"{type(model).__name__} converts to an empty TFLite graph")
-    text = description if description is not None else _description(model, input_shape)
+    text = description if description is not None else model_description(model, input_shape)
     content = g.serialize([x], [y], text)
     log.debug(
         "wrote %s as TFLite: %d ops, %d bytes", type(model).__name__, len(g.operators), len(content)
@@ -546,7 +572,8 @@ def module_to_tflite(
     return content
 
 
-def _description(model: nn.Module, input_shape: Sequence[int], **extra: Any) -> str:
+def model_description(model: nn.Module, input_shape: Sequence[int], **extra: Any) -> str:
+    """The JSON description string a written model carries (producer, source, shapes, extra)."""
     return json.dumps(
         {
             "producer": f"ofabench {__version__} tflite_writer",
@@ -558,12 +585,17 @@ def _description(model: nn.Module, input_shape: Sequence[int], **extra: Any) -> 
     )
 
 
-def write_tflite(model: nn.Module, input_shape: tuple[int, ...], path: str | Path) -> Path:
-    """Write :func:`module_to_tflite` of ``model`` to ``path`` atomically, with provenance in the
-    model's description string."""
+def write_tflite(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    path: str | Path,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write :func:`module_to_tflite` of ``model`` to ``path`` atomically, with provenance (and
+    ``metadata``) in the model's description string."""
     from ..provenance import atomic_open, provenance
 
-    description = _description(model, input_shape, provenance=provenance())
+    description = model_description(model, input_shape, provenance=provenance(**(metadata or {})))
     content = module_to_tflite(model, input_shape, description=description)
     path = Path(path)
     with atomic_open(path, "wb") as handle:
