@@ -2,8 +2,8 @@
 
 Each shipped model is a folder of the package's ``pretrained/`` directory holding::
 
-    manifest.json   name, space, dataset, the files below, figures, provenance (the study and
-                    commands that made it, the git commit, versions)
+    manifest.json   name, space, dataset, the files below, figures, the study's ``claims.json``,
+                    provenance (the study and commands that made it, the git commit, versions)
     supernet.pt     the progressive-shrinking supernet (ofabench checkpoint)
     config.yaml     its training config (space and data for ``eval`` / ``sample-accuracy``)
     predictor.pt    the accuracy predictor fitted on its accuracy dataset
@@ -85,6 +85,7 @@ def ship(
     figures: Mapping[str, Any],
     made_by: Mapping[str, Any],
     dest: Path | None = None,
+    claims: Mapping[str, Any] | None = None,
 ) -> Path:
     """Copy a study's supernet, config, predictor and accuracy dataset into the shipped models
     as ``name`` with a manifest of where they came from."""
@@ -103,6 +104,7 @@ def ship(
         "dataset": dataset,
         "files": FILES,
         "figures": dict(figures),
+        "claims": dict(claims) if claims is not None else None,
         "made_by": {**made_by, "git_commit": _git_commit()},
         "provenance": provenance(),
     }

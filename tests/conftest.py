@@ -48,3 +48,27 @@ def randomize_bn_and_transforms(net: torch.nn.Module, scale: float = 0.05) -> No
         for name, param in net.named_parameters():
             if "transform_" in name or "matrix" in name:
                 param.add_(scale * torch.randn_like(param))
+
+
+# A two-stage 1-channel space small enough to train, profile and search in seconds.
+TINY_SPACE = {
+    "name": "tiny_study",
+    "width_mult": 1.0,
+    "in_channels": 1,
+    "n_classes": 10,
+    "stem_width": 8,
+    "stem_stride": 1,
+    "first_block_width": 8,
+    "stages": [
+        {"width": 8, "stride": 2, "act": "relu", "se": False},
+        {"width": 16, "stride": 2, "act": "h_swish", "se": True},
+    ],
+    "final_expand_width": 48,
+    "feature_mix_width": 64,
+    "kernel_choices": [3, 5],
+    "expand_choices": [3, 4],
+    "depth_choices": [1, 2],
+    "resolutions": [16, 24],
+    "dropout": 0.0,
+    "max_depth": 2,
+}

@@ -17,32 +17,13 @@ from ofabench.study import load_study, study_from_dict
 from ofabench.study import steps as study_steps
 from ofabench.study.runner import Study
 
+from .conftest import TINY_SPACE
+
 pytest.importorskip("sklearn")
 pytest.importorskip("onnxruntime")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY_SPACE = {
-    "name": "tiny_study",
-    "width_mult": 1.0,
-    "in_channels": 1,
-    "n_classes": 10,
-    "stem_width": 8,
-    "stem_stride": 1,
-    "first_block_width": 8,
-    "stages": [
-        {"width": 8, "stride": 2, "act": "relu", "se": False},
-        {"width": 16, "stride": 2, "act": "h_swish", "se": True},
-    ],
-    "final_expand_width": 48,
-    "feature_mix_width": 64,
-    "kernel_choices": [3, 5],
-    "expand_choices": [3, 4],
-    "depth_choices": [1, 2],
-    "resolutions": [16, 24],
-    "dropout": 0.0,
-    "max_depth": 2,
-}
 QUICK = {"warmup": 1, "repeats": 3, "max_rounds": 1}
 
 
@@ -308,3 +289,94 @@ def test_a_finished_study_ships_its_supernet_by_name(
     monkeypatch.setenv("OFABENCH_PRETRAINED_DIR", str(dest))
     assert main(["pretrained", "--json"]) == 0
     assert list(json.loads(capsys.readouterr().out)["models"]) == ["mini_ps"]
+
+
+def test_a_pretrained_study_starts_from_the_shipped_model(
+    finished: Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pretrained: NAME`` (what ``ofabench demo`` runs): short trainings of every strategy, no
+    compare/accuracy/predictor/scratch steps, and the searched subnets measured on the *shipped*
+    supernet with the shipped predictor; the report says which figures are whose."""
+    import torch
+
+    from ofabench.pretrained import ship
+    from ofabench.space import ArchConfig
+    from ofabench.supernet.checkpoint import load_supernet
+    from ofabench.training.evaluate import SubnetEvaluator
+
+    report = Path(finished.config.report_dir)
+    summary = finished.summary
+    files = {"supernet": summary("train_ps")["checkpoint"],
+             "config": Path(summary("train_ps")["checkpoint"]).parent / "config.yaml",
+             "predictor": finished.predictor_path, "accuracy": finished.accuracy_csv}  # fmt: skip
+    dest = tmp_path / "pretrained"
+    claims = json.loads((report / "claims.json").read_text())
+    ship("mini_ps", files, "tiny_study", "digits", {"largest_test": 0.5}, {"study": "mini"},
+         dest, claims=claims)  # fmt: skip
+    monkeypatch.setenv("OFABENCH_PRETRAINED_DIR", str(dest))
+
+    data = mini_study()
+    data["pretrained"] = "mini_ps"
+    data["train"] = {**data["train"], "stages": data["train"]["stages"][:2]}
+    root = tmp_path / "run"
+    study = Study(study_from_dict(data, root, "mini-pretrained", root / "work", root / "report"))
+    study.run()
+    assert list(study.state["steps"]) == [
+        "train_ps", "train_no_ps", "train_sandwich", "pretrained", "profile_cpu-onnxruntime",
+        "validate_cpu-onnxruntime", "search_cpu-onnxruntime", "measure_searched", "report",
+    ]  # fmt: skip
+    assert study.summary("pretrained")["supernet"] == str(dest / "mini_ps" / "supernet.pt")
+    assert study.predictor_path == dest / "mini_ps" / "predictor.pt"
+    # the measured accuracy is the shipped supernet's, not this run's short PS run's
+    chosen = study.summary("measure_searched")["cpu-onnxruntime"][0]
+    c = data["compare"]
+    direct = SubnetEvaluator(load_supernet(files["supernet"], study.space), study.dataset(),
+                             ("test",), c["recal_images"], None, c["batch_size"])  # fmt: skip
+    assert chosen["ps_test"] == pytest.approx(
+        direct(ArchConfig.from_dict(chosen["arch"]))["test_acc"], abs=1e-6
+    )
+    used = study_steps._supernet(study, "ps").state_dict()
+    shipped_sd = load_supernet(files["supernet"], study.space).state_dict()
+    own_sd = load_supernet(study.summary("train_ps")["checkpoint"], study.space).state_dict()
+    assert all(torch.equal(used[k], shipped_sd[k]) for k in used)
+    assert not all(torch.equal(used[k], own_sd[k]) for k in used)
+    assert set(chosen) >= {"ps_test"} and "no_ps_test" not in chosen
+    text = (root / "report" / "README.md").read_text()
+    assert "## The shipped supernet (figures from its own study" in text
+    assert "## This run's short trainings" in text
+    written = json.loads((root / "report" / "claims.json").read_text())
+    assert written["pretrained"]["claims"] == claims
+    assert set(written["short_training"]) == {"ps", "no_ps", "sandwich"}
+    # budget-matched short runs: equal subnet passes
+    passes = {k: v["subnet_passes"] for k, v in written["short_training"].items()}
+    assert len(set(passes.values())) == 1, passes
+
+
+def test_the_demo_starts_from_the_shipped_supernet_or_says_why_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ofabench.commands import study as study_cmd
+    from ofabench.pretrained import ship
+
+    monkeypatch.setenv("OFABENCH_PRETRAINED_DIR", str(tmp_path / "none"))
+    name, why = study_cmd.demo_choice()
+    assert name == "demo.yaml" and "'fashion_mnist_ps' is not in this installation" in why
+    blank = tmp_path / "blank"
+    blank.write_text("x")
+    files = dict.fromkeys(("supernet", "config", "predictor", "accuracy"), blank)
+    ship("fashion_mnist_ps", files, "small32_w0.5", "fashion_mnist", {}, {}, tmp_path / "p")
+    monkeypatch.setenv("OFABENCH_PRETRAINED_DIR", str(tmp_path / "p"))
+    from ofabench.training import data as data_module
+
+    monkeypatch.setattr(data_module, "FASHION_MNIST_DIR", tmp_path / "no-fashion")
+    name, why = study_cmd.demo_choice()
+    assert name == "demo.yaml" and "Fashion-MNIST not found" in why
+    monkeypatch.undo()
+    monkeypatch.setenv("OFABENCH_PRETRAINED_DIR", str(tmp_path / "p"))
+    if data_module.dataset_missing(data_module.DataConfig("fashion_mnist")):
+        pytest.skip("Fashion-MNIST is not installed here (apt-get install dataset-fashion-mnist)")
+    assert study_cmd.demo_choice() == ("demo_pretrained.yaml", None)
+    assert study_cmd.demo_choice(toy=True)[0] == "demo.yaml"
+    config = study_from_dict(yaml.safe_load(study_cmd.demo_config_text("demo_pretrained.yaml")),
+                             Path("."))  # fmt: skip
+    assert config.pretrained == "fashion_mnist_ps" and config.baselines == ("no_ps", "sandwich")

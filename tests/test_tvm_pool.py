@@ -29,25 +29,15 @@ from ofabench.latency.profiler import ops_at, profile_device  # noqa: E402
 from ofabench.latency.table import LatencyTable  # noqa: E402
 from ofabench.space import SpaceSpec  # noqa: E402
 
-TINY_SPACE = {
+from .conftest import TINY_SPACE as STUDY_SPACE  # noqa: E402
+
+TINY_SPACE = {  # the study tests' tiny space with one choice per dimension: few ops to compile
+    **STUDY_SPACE,
     "name": "tiny_tvm_pool",
-    "width_mult": 1.0,
-    "in_channels": 1,
-    "n_classes": 10,
-    "stem_width": 8,
-    "stem_stride": 1,
-    "first_block_width": 8,
-    "stages": [
-        {"width": 8, "stride": 2, "act": "relu", "se": False},
-        {"width": 16, "stride": 2, "act": "h_swish", "se": True},
-    ],
-    "final_expand_width": 48,
-    "feature_mix_width": 64,
     "kernel_choices": [3],
     "expand_choices": [3],
     "depth_choices": [1],
     "resolutions": [16],
-    "dropout": 0.0,
     "max_depth": 1,
 }
 QUICK = MeasureSettings(warmup=2, repeats=5, max_rounds=2, tolerance=0.2)

@@ -4,6 +4,7 @@ finished study's PS supernet, predictor and accuracy dataset made a shipped mode
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,10 @@ def cmd_ship(args: argparse.Namespace) -> None:
         "commands": [c["command"] for c in study.state.get("commands", [])],
         "train_config": study.config.train,
     }
+    claims_file = Path(study.config.report_dir) / "claims.json"
+    claims = json.loads(claims_file.read_text()) if claims_file.is_file() else None
     folder = ship(args.name, files, study.space.name, study.dataset().name, figures, made_by,
-                  Path(args.dest) if args.dest else None)  # fmt: skip
+                  Path(args.dest) if args.dest else None, claims=claims)  # fmt: skip
     emit(args, {"name": args.name, "dir": str(folder), "figures": figures},
          lambda d: f"shipped {d['name']} in {d['dir']}")  # fmt: skip
 

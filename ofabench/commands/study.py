@@ -1,5 +1,6 @@
 """``ofabench study CONFIG`` (the whole pipeline from one study file, resumable) and
-``ofabench demo`` (the same in miniature on scikit-learn's digits, a few minutes)."""
+``ofabench demo`` (the pipeline from the shipped Fashion-MNIST supernet in a few minutes; the toy
+digits study that trains its own supernet where that supernet or Fashion-MNIST is missing)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from ..files import check_output
 from ._common import add_json, emit
 
 DEMO_OUT = "ofabench-demo"
+DEMO_SHIPPED = "fashion_mnist_ps"
 
 
-def _run(args: argparse.Namespace, config: Any) -> None:
+def _run(args: argparse.Namespace, config: Any, notes: list[str] | None = None) -> None:
     import torch
 
     from ..study.runner import Study
@@ -25,6 +27,8 @@ def _run(args: argparse.Namespace, config: Any) -> None:
     torch.set_num_threads(config.threads)
     command = " ".join(["ofabench", *(shlex.quote(a) for a in sys.argv[1:])])
     study = Study(config, progress=args.progress, command=command)
+    if notes:
+        study.state["notes"] = notes
     if getattr(args, "list_steps", False):
         emit(args, {"steps": [n for n, _ in study.plan()]}, lambda d: "\n".join(d["steps"]))
         return
@@ -65,23 +69,50 @@ def cmd_study(args: argparse.Namespace) -> None:
     _run(args, config)
 
 
-def demo_config_text() -> str:
-    return resources.files("ofabench.study").joinpath("demo.yaml").read_text()
+def demo_config_text(name: str = "demo.yaml") -> str:
+    return resources.files("ofabench.study").joinpath(name).read_text()
+
+
+def demo_choice(toy: bool = False) -> tuple[str, str | None]:
+    """The demo's study file and, for the toy digits study, why it runs instead of the one from
+    the shipped Fashion-MNIST supernet."""
+    from ..pretrained import shipped
+    from ..training.data import DataConfig, dataset_missing
+
+    if toy:
+        return "demo.yaml", "--toy asked for the toy digits study (it trains its own supernet)"
+    if DEMO_SHIPPED not in shipped():
+        return "demo.yaml", (
+            f"the shipped supernet {DEMO_SHIPPED!r} is not in this installation, so the demo "
+            "trains a toy supernet on scikit-learn's digits instead"
+        )
+    missing = dataset_missing(DataConfig("fashion_mnist"))
+    if missing:
+        return "demo.yaml", (
+            f"{missing}; the demo runs the toy digits study instead of the one from the shipped "
+            "Fashion-MNIST supernet"
+        )
+    return "demo_pretrained.yaml", None
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    import logging
+
     import yaml
 
     from ..study.config import study_from_dict
 
     out = Path(args.out)
+    name, fallback = demo_choice(args.toy)
     config = study_from_dict(
-        yaml.safe_load(demo_config_text()), Path("."), "ofabench demo (ofabench/study/demo.yaml)",
+        yaml.safe_load(demo_config_text(name)), Path("."), f"ofabench demo (ofabench/study/{name})",
         out / "work", out / "report",
     )  # fmt: skip
     check_output(out, folder=True)
     _check_outputs(config, [])
-    _run(args, config)
+    if fallback:
+        logging.getLogger("ofabench").warning("demo: %s", fallback)
+    _run(args, config, [fallback] if fallback else None)
 
 
 def _check_outputs(config: Any, inputs: list[str]) -> None:
@@ -115,9 +146,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     d = sub.add_parser(
         "demo",
-        help="the study pipeline in miniature on scikit-learn's digits (a few minutes)",
+        help="the study pipeline from the shipped Fashion-MNIST supernet, on this machine's "
+        "torch and ONNX Runtime (a few minutes)",
     )
     d.add_argument("--out", default=DEMO_OUT, help=f"output folder (default {DEMO_OUT})")
+    d.add_argument(
+        "--toy",
+        action="store_true",
+        help="run the toy digits study instead (trains its own small supernet; the fallback "
+        "where the shipped supernet or Fashion-MNIST is missing)",
+    )
     d.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_json(d)
     d.set_defaults(func=cmd_demo)

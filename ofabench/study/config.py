@@ -102,7 +102,13 @@ BASELINE_SCHEDULES = ("no_ps", "sandwich")
 @dataclass(frozen=True)
 class StudyConfig:
     """A study. ``baselines`` are the supernet training schedules compared with PS, each trained
-    with exactly the PS run's subnet passes when ``match_budget`` is on (else its own epochs)."""
+    with exactly the PS run's subnet passes when ``match_budget`` is on (else its own epochs).
+
+    With ``pretrained`` (a shipped model's name, see :mod:`ofabench.pretrained`) the study starts
+    from that model's PS supernet, accuracy dataset and predictor instead of its own: the
+    ``train`` runs are then short runs that show the trainer working (reported as such, never
+    compared), and the compare, accuracy, predictor and scratch steps are not run; the searches
+    and the measured accuracies use the shipped supernet, on the shipped model's dataset."""
 
     name: str
     train: dict[str, Any]
@@ -121,6 +127,7 @@ class StudyConfig:
     search: SearchStep = field(default_factory=SearchStep)
     compare: CompareStep = field(default_factory=CompareStep)
     scratch: ScratchStep = field(default_factory=ScratchStep)
+    pretrained: str | None = None
 
     def __post_init__(self) -> None:
         check(self, self.source)
@@ -141,7 +148,7 @@ class StudyConfig:
 TOP_KEYS = (
     "name", "train", "devices", "work_dir", "report_dir", "threads", "train_threads",
     "parallel_training", "baselines", "match_budget",
-    "optional_devices", "accuracy", "predictor", "search", "compare", "scratch",
+    "optional_devices", "accuracy", "predictor", "search", "compare", "scratch", "pretrained",
 )  # fmt: skip
 
 
@@ -188,6 +195,7 @@ def study_from_dict(
         search=_section(source, SearchStep, "search", data.get("search")),
         compare=_section(source, CompareStep, "compare", data.get("compare")),
         scratch=_section(source, ScratchStep, "scratch", data.get("scratch")),
+        pretrained=data.get("pretrained"),
     )
     if not config.name or "/" in config.name:
         raise ConfigError(f"{source}: name must be a non-empty word without '/', got {name!r}")

@@ -42,11 +42,12 @@ def write_study_report(study: Study, devices: Sequence[DeviceStep]) -> dict[str,
         per_device[d.name] = {"document": document, "files": {k: str(v) for k, v in files.items()}}
     validation = _copy_validation_plots(study, devices, out)
     cross = cross_device(study, devices)
-    text = readme(study, devices, per_device, validation, cross)
+    figures = pretrained_claims(study) if study.config.pretrained else claims(study, devices)
+    text = readme(study, devices, per_device, validation, cross, figures)
     with atomic_open(out / "README.md") as handle:
         handle.write(text)
     write_json(out / "cross_device.json", cross)
-    write_json(out / "claims.json", claims(study, devices))
+    write_json(out / "claims.json", figures)
     _copy(study.work / "compare" / "random_subnets.csv", out / "compare_subnets.csv")
     return {
         "dir": str(out),
@@ -137,18 +138,23 @@ def readme(
     per_device: Mapping[str, Any],
     validation: Mapping[str, str],
     cross: Mapping[str, Any],
+    figures: Mapping[str, Any],
 ) -> str:
     state = study.state
     prov = state.get("provenance", {})
+    if study.config.pretrained:
+        middle = [_shipped_section(figures), _short_training_section(figures)]
+    else:
+        middle = [_claims_section(study, devices, figures)]
     parts = [
         f"# Study `{study.config.name}`\n",
         "Written by `ofabench study` from the study's work directory; nothing here is edited by "
         "hand. Accuracy is top-1 on the dataset's official test split unless marked *predicted* "
         "(the accuracy predictor, trained on validation accuracy).\n",
         _setup_section(study, prov),
-        _claims_section(study, devices, claims(study, devices)),
+        *middle,
         _validation_section(study, devices, validation),
-        _predictor_section(study),
+        _shipped_predictor_section(figures) if study.config.pretrained else _predictor_section(study),
         _fronts_section(study, devices, per_device),
         _cross_section(devices, cross),
         _steps_section(study),
@@ -178,6 +184,7 @@ def _setup_section(study: Study, prov: Mapping[str, Any]) -> str:
         f"- Total wall time of the steps as this study ran them: {_minutes(total_wall(study))} "
         "min (per step below)." + _before_study(study),
     ]
+    lines += [f"- Note: {note}" for note in study.state.get("notes", [])]
     return "\n".join(lines) + "\n"
 
 
@@ -269,6 +276,105 @@ def claims(study: Study, devices: Sequence[DeviceStep]) -> dict[str, Any]:
         },  # fmt: skip
         "targets": TARGETS,
     }
+
+
+def pretrained_claims(study: Study) -> dict[str, Any]:
+    """A pretrained study's figures (written as ``claims.json``): the shipped model's, as its
+    own study measured them, apart from this run's short trainings."""
+    shipped = study.summary("pretrained")
+    runs = {}
+    for net in study.schedules:
+        train = study.summary(f"train_{net}")
+        runs[net] = {k: train.get(k) for k in ("subnet_passes", "teacher_passes", "train_seconds",
+                                                "epochs", "val_acc_max", "val_acc_min")}  # fmt: skip
+    return {
+        "study": study.config.name,
+        "pretrained": {k: shipped.get(k) for k in ("name", "space", "dataset", "figures",
+                                                   "claims", "made_by")},  # fmt: skip
+        "short_training": runs,
+        "short_training_data": study.config.train.get("data"),
+    }
+
+
+def _shipped_section(figures: Mapping[str, Any]) -> str:
+    shipped = figures["pretrained"]
+    made = shipped.get("made_by") or {}
+    lines = [
+        "## The shipped supernet (figures from its own study, not measured by this run)\n",
+        f"This run starts from the shipped model `{shipped['name']}` (space `{shipped['space']}`, "
+        f"dataset `{shipped['dataset']}`), made by `{made.get('study', '?')}` at commit "
+        f"`{str(made.get('git_commit') or '?')[:10]}`. Its search, the measured test accuracy of "
+        "the searched subnets and the latency tables below are this run's; the figures in this "
+        "section are copied from the shipped model's manifest, which its study wrote.\n",
+    ]
+    claims_ = shipped.get("claims") or {}
+    rows = []
+    for net, run in (claims_.get("runs") or {}).items():
+        rows.append([run.get("label", net), _passes(run.get("subnet_passes")),
+                     _pct(run.get("largest_test")), _pct(run.get("smallest_test")),
+                     _pct(run.get("random_mean_test"))])  # fmt: skip
+    if rows:
+        lines.append(markdown_table(
+            ["supernet", "subnet passes", "largest top-1 %", "smallest top-1 %",
+             f"mean of {claims_.get('n_random_subnets', '?')} random subnets %"], rows,
+        ) + "\n")  # fmt: skip
+    for net, d in (claims_.get("ps_minus_baseline") or {}).items():
+        label = (claims_.get("runs") or {}).get(net, {}).get("label", net)
+        lines.append(
+            f"- PS − {label} (same subnet passes, same subnets): {_signed(d['mean'])} points, "
+            f"{100 * d['level']:g}% CI [{_signed(d['ci_low'])}, {_signed(d['ci_high'])}]: "
+            f"{_ci_verdict(d['ci_low'], d['ci_high'])}."
+        )
+    gap = claims_.get("ofa_minus_scratch_mean")
+    if gap is not None:
+        lines.append(f"- OFA subnets − the same archs trained from scratch: {_signed(gap)} points.")
+    if not claims_:
+        figs = shipped.get("figures") or {}
+        lines.append("Shipped figures: " + ", ".join(f"{k} {v:.4g}" for k, v in figs.items()) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def _short_training_section(figures: Mapping[str, Any]) -> str:
+    runs = figures["short_training"]
+    data = figures.get("short_training_data") or {}
+    rows = [[NET_NAMES.get(net, net), _passes(r["subnet_passes"]), _passes(r["teacher_passes"]),
+             _minutes(r["train_seconds"]), _pct(r["val_acc_max"]), _pct(r["val_acc_min"])]
+            for net, r in runs.items()]  # fmt: skip
+    return (
+        "## This run's short trainings (the trainer at work, not a comparison)\n\n"
+        f"Each strategy trained for a few steps on {data.get('max_train_images', 'all')} images "
+        f"of `{data.get('name', '?')}`, to show the trainer working on this machine; far too "
+        "short to compare strategies (the shipped model's study above does that at full "
+        "budget).\n\n"
+        + markdown_table(["strategy", "subnet passes", "teacher passes", "minutes",
+                          "val largest %", "val smallest %"], rows)  # fmt: skip
+        + "\n"
+    )
+
+
+def _shipped_predictor_section(figures: Mapping[str, Any]) -> str:
+    shipped = figures["pretrained"]
+    p = (shipped.get("claims") or {}).get("predictor") or {}
+    figs = shipped.get("figures") or {}
+    tau = p.get("kendall_tau", figs.get("predictor_kendall_tau"))
+    rmse = p.get("rmse_pct", figs.get("predictor_rmse_pct"))
+    cv = p.get("cv") or {}
+    text = (
+        "## Accuracy predictor (shipped)\n\n"
+        f"The shipped model's predictor (fitted by its study on its accuracy dataset): held-out "
+        f"RMSE {'–' if rmse is None else f'{rmse:.3f}'} points, Kendall tau "
+        f"{'–' if tau is None else f'{tau:.3f}'}"
+    )
+    if cv.get("kendall_tau_mean") is not None:
+        text += (
+            f"; over {cv.get('splits')} random splits tau {cv['kendall_tau_mean']:.3f} (range "
+            f"{cv['kendall_tau_min']:.3f}–{cv['kendall_tau_max']:.3f})"
+        )
+    return text + ".\n"
+
+
+NET_NAMES = {"ps": "progressive shrinking", "no_ps": "no PS (all subnets at once)",
+             "sandwich": "sandwich + in-place KD"}  # fmt: skip
 
 
 def _ci_verdict(ci_low: float, ci_high: float) -> str:
@@ -432,9 +538,11 @@ def _fronts_section(
         f"{100 * study.config.search.low_quantile:g}% quantile of random subnets' latency and the largest subnet's latency in each "
         "device's table. *Predicted* series: OFA's evolutionary search, random search with as "
         "many evaluations, uniform scaling. *Measured* series: the subnets OFA's search chose, "
-        "evaluated on the PS supernet and on each baseline supernet (no retraining), and the "
-        "archs trained from scratch.\n\n"
-    )
+        + ("evaluated on the shipped PS supernet (no retraining, BN recalibrated).\n\n"
+           if study.config.pretrained else
+           "evaluated on the PS supernet and on each baseline supernet (no retraining), and the "
+           "archs trained from scratch.\n\n")
+    )  # fmt: skip
     for d in devices:
         doc = per_device[d.name]["document"]
         text += f"### {d.name}\n\n"

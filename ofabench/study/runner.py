@@ -27,6 +27,11 @@ Steps, in order (``<dev>`` for each device that runs here):
 ``report``
     the report folder: fronts per device, LUT validation, predictor quality, the seed's claims,
     the cross-device view, the wall time of every step.
+
+A study with ``pretrained: NAME`` (``ofabench demo``) starts from a shipped model instead: its
+``train_*`` steps are short runs that show the trainer working, ``compare``, ``accuracy``,
+``predictor`` and ``scratch`` are not run, and the searches and measured accuracies use the
+shipped PS supernet and predictor.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError, OfabenchError, StudyError
-from ..provenance import atomic_open, provenance, write_json
+from ..provenance import atomic_open, provenance, read_yaml_file, write_json
 from .config import DeviceStep, StudyConfig
 
 log = logging.getLogger("ofabench")
@@ -114,6 +119,49 @@ class Study:
         """The supernets the study trains: PS, then its baselines."""
         return ("ps", *self.config.baselines)
 
+    @property
+    def evaluated(self) -> tuple[str, ...]:
+        """The supernets whose subnets are evaluated: every trained one, or only the shipped PS
+        supernet of a ``pretrained`` study (its own runs are too short to compare)."""
+        return ("ps",) if self.config.pretrained else self.schedules
+
+    @property
+    def shipped(self) -> dict[str, Any] | None:
+        """The manifest of the study's ``pretrained`` model (None without one)."""
+        name = self.config.pretrained
+        if name is None:
+            return None
+        if "shipped" not in self._datasets:
+            from ..pretrained import shipped
+
+            models = shipped()
+            if name not in models:
+                raise ConfigError(
+                    f"{self.config.source}: pretrained model {name!r} is not shipped; shipped "
+                    f"models: {', '.join(models) or 'none'}"
+                )
+            manifest = models[name]
+            if manifest.get("space") != self.space.name:
+                raise ConfigError(
+                    f"{self.config.source}: pretrained model {name!r} is of space "
+                    f"{manifest.get('space')!r}, the study's training config of {self.space.name!r}"
+                )
+            self._datasets["shipped"] = manifest
+        return self._datasets["shipped"]
+
+    def shipped_file(self, kind: str) -> Path:
+        from ..pretrained import resolve
+
+        assert self.shipped is not None
+        return resolve(self.config.pretrained, kind)
+
+    def supernet_checkpoint(self, schedule: str) -> Path:
+        """The checkpoint of supernet ``schedule`` (the shipped one for PS in a pretrained
+        study)."""
+        if self.config.pretrained and schedule == "ps":
+            return self.shipped_file("supernet")
+        return Path(self.summary(f"train_{schedule}")["checkpoint"])
+
     def train_dir(self, schedule: str) -> Path:
         return self.work / f"train_{schedule}"
 
@@ -125,10 +173,14 @@ class Study:
 
     @property
     def accuracy_csv(self) -> Path:
+        if self.config.pretrained:
+            return self.shipped_file("accuracy")
         return self.work / "accuracy.csv"
 
     @property
     def predictor_path(self) -> Path:
+        if self.config.pretrained:
+            return self.shipped_file("predictor")
         return self.work / "predictor.pt"
 
     def search_path(self, device: str) -> Path:
@@ -167,21 +219,24 @@ class Study:
         plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [
             (f"train_{s}", lambda s=s: steps.train(self, s)) for s in self.schedules
         ]
-        plan.append(("compare", lambda: steps.compare(self)))
-        plan += [
-            ("accuracy", lambda: steps.accuracy(self)),
-            ("predictor", lambda: steps.predictor(self)),
-        ]
+        pretrained = self.shipped is not None
+        if pretrained:
+            plan.append(("pretrained", lambda: steps.pretrained(self)))
+        else:
+            plan.append(("compare", lambda: steps.compare(self)))
+            plan += [
+                ("accuracy", lambda: steps.accuracy(self)),
+                ("predictor", lambda: steps.predictor(self)),
+            ]
         for d in devices:
             plan.append((f"profile_{d.name}", lambda d=d: steps.profile(self, d)))
             plan.append((f"validate_{d.name}", lambda d=d: steps.validate(self, d)))
         for d in devices:
             plan.append((f"search_{d.name}", lambda d=d: steps.search(self, d)))
-        plan += [
-            ("measure_searched", lambda: steps.measure_searched(self, devices)),
-            ("scratch", lambda: steps.scratch(self, devices)),
-            ("report", lambda: steps.report(self, devices)),
-        ]
+        plan.append(("measure_searched", lambda: steps.measure_searched(self, devices)))
+        if not pretrained:
+            plan.append(("scratch", lambda: steps.scratch(self, devices)))
+        plan.append(("report", lambda: steps.report(self, devices)))
         return plan
 
     def run(self, until: str | None = None, redo: Sequence[str] = ()) -> dict[str, Any]:
@@ -256,8 +311,17 @@ class Study:
 
         key = "ps"
         if key not in self._datasets:
-            self._datasets[key] = load_dataset(self.train_config("ps").data)
+            self._datasets[key] = load_dataset(self.eval_data())
         return self._datasets[key]
+
+    def eval_data(self) -> Any:
+        """The data the supernets' subnets are evaluated on: the PS training config's, or the
+        shipped model's own for a pretrained study."""
+        if not self.config.pretrained:
+            return self.train_config("ps").data
+        from ..training.config import config_from_dict
+
+        return config_from_dict(read_yaml_file(self.shipped_file("config"), "shipped config")).data
 
     def progress_bar(self, desc: str, unit: str) -> Any:
         """A ``progress(done, total, *rest)`` callback drawing a tqdm bar (None without

@@ -151,7 +151,25 @@ def validate(study: Study, device: DeviceStep) -> dict[str, Any]:
 def _supernet(study: Study, schedule: str) -> Any:
     from ..supernet.checkpoint import load_supernet
 
-    return load_supernet(study.summary(f"train_{schedule}")["checkpoint"], study.space)
+    return load_supernet(study.supernet_checkpoint(schedule), study.space)
+
+
+def pretrained(study: Study) -> dict[str, Any]:
+    """The shipped model a pretrained study starts from: what it is and where it came from (its
+    figures are the shipped study's, reported as such)."""
+    manifest = study.shipped
+    assert manifest is not None
+    data = study.dataset()  # the shipped model's dataset must load here
+    return {
+        "name": study.config.pretrained,
+        "space": manifest["space"],
+        "dataset": data.name,
+        "supernet": str(study.supernet_checkpoint("ps")),
+        "predictor": str(study.predictor_path),
+        "figures": manifest.get("figures", {}),
+        "claims": manifest.get("claims"),
+        "made_by": manifest.get("made_by", {}),
+    }
 
 
 def accuracy(study: Study) -> dict[str, Any]:
@@ -344,7 +362,7 @@ def _evaluate_all(study: Study, archs: Sequence[ArchConfig], what: str) -> _Eval
     evaluate = _Evaluations(study)
     bar = study.progress_bar(what, "subnet")
     for i, arch in enumerate(archs):
-        for net in study.schedules:
+        for net in study.evaluated:
             evaluate(net, arch)
         if bar is not None:
             bar(i + 1, len(archs))
@@ -398,7 +416,7 @@ def measure_searched(study: Study, devices: Sequence[DeviceStep]) -> dict[str, A
 
 
 def _accuracies(study: Study, evaluate: _Evaluations, arch: ArchConfig) -> dict[str, float]:
-    return {f"{net}_test": evaluate(net, arch)["test_acc"] for net in study.schedules}
+    return {f"{net}_test": evaluate(net, arch)["test_acc"] for net in study.evaluated}
 
 
 def _write_external(
@@ -415,9 +433,10 @@ def _write_external(
         }  # fmt: skip
         rows.append({
             **common, "method": SEARCH_METHOD_MEASURED, "accuracy": accs["ps_test"],
-            "source": "PS supernet, BN recalibrated, test split",
+            "source": ("shipped " if study.config.pretrained else "")
+            + "PS supernet, BN recalibrated, test split",
         })  # fmt: skip
-        for net in study.config.baselines:
+        for net in study.evaluated[1:]:
             rows.append({
                 **common, "method": f"{NET_LABELS[net]} supernet (measured)",
                 "accuracy": accs[f"{net}_test"],

@@ -159,16 +159,28 @@ def read_idx(path: Path) -> np.ndarray:
     return body.reshape(tuple(dims))
 
 
-def _load_fashion_mnist(config: DataConfig) -> Raw:
+def dataset_missing(config: DataConfig) -> str | None:
+    """Why ``config``'s dataset cannot load here (a file-based one whose files are missing),
+    without reading it; None when it is there (or is built in)."""
+    if config.name != "fashion_mnist":
+        return None
     root = Path(config.root) if config.root else FASHION_MNIST_DIR
     missing = [name for name in FASHION_MNIST_FILES.values() if not (root / name).is_file()]
+    if not missing:
+        return None
+    hint = (
+        "install it with: apt-get install -y dataset-fashion-mnist"
+        if config.root is None
+        else "point data.root at a folder with the four gzipped IDX files"
+    )
+    return f"Fashion-MNIST not found in {root} (missing {missing[0]}); {hint}"
+
+
+def _load_fashion_mnist(config: DataConfig) -> Raw:
+    root = Path(config.root) if config.root else FASHION_MNIST_DIR
+    missing = dataset_missing(config)
     if missing:
-        hint = (
-            "install it with: apt-get install -y dataset-fashion-mnist"
-            if config.root is None
-            else "point data.root at a folder with the four gzipped IDX files"
-        )
-        raise DatasetError(f"Fashion-MNIST not found in {root} (missing {missing[0]}); {hint}")
+        raise DatasetError(missing)
     arrays = {key: read_idx(root / name) for key, name in FASHION_MNIST_FILES.items()}
 
     def images(key: str) -> torch.Tensor:
