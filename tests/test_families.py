@@ -15,10 +15,10 @@ import torch
 from ofabench.cli import main
 from ofabench.errors import CheckpointError, InvalidArchError, LatencyTableError
 from ofabench.families import get_family, list_families
-from ofabench.latency import LatencyModel, LatencyTable
+from ofabench.latency import LatencyEntry, LatencyModel, LatencyTable
 from ofabench.latency.counting import count_macs, count_params, supernet_params
 from ofabench.latency.ops import build_op_module
-from ofabench.latency.table import OpSpec, arch_ops
+from ofabench.latency.table import OpSpec, arch_ops, resolution_ops
 from ofabench.predictor.mlp import ArchEncoder
 from ofabench.search import Genome, evolve, latency_constraint, macs_fn
 from ofabench.space import get_space, list_spaces, load_arch
@@ -400,5 +400,46 @@ def test_one_short_stage_trains_a_proxyless_supernet(tmp_path: Path) -> None:
     assert isinstance(net, OFAProxylessNASNet) and net.bn_eps == 1e-3
     fresh = build_supernet(space)
     assert any(
-        not torch.equal(a, b) for a, b in zip(net.state_dict().values(), fresh.state_dict().values())
+        not torch.equal(a, b)
+        for a, b in zip(net.state_dict().values(), fresh.state_dict().values())
     )
+
+
+def test_published_resolutions_evaluate_but_tables_and_predictors_keep_their_limits() -> None:
+    """OFA's fine-tuned MobileNetV3 nets run at up to 260 px: the presets accept those to
+    evaluate (never to sample); a latency table and OFA's predictor bins say what they cover."""
+    space = get_space("ofa_mbv3_w1.2")
+    big = space.uniform(5, 4, 3, 236)
+    assert count_macs(space, big) > count_macs(space, space.uniform(5, 4, 3, 224))
+    assert all(space.sample(s).r <= 224 for s in range(30))
+    with pytest.raises(InvalidArchError, match=r"128..224 in steps of 4, or 228..260"):
+        space.validate({**big.to_dict(), "r": 264})
+    with pytest.raises(InvalidArchError, match="outside OFA's resolution bins; allowed: 112..239"):
+        ArchEncoder(space, "ofa").encode(space.uniform(5, 4, 3, 240))
+    with pytest.raises(InvalidArchError, match="236, which the encoder does not know"):
+        ArchEncoder(space).encode(big)
+    small = space.restrict(kernel_choices=[3], expand_choices=[3], resolutions=[128])
+    table = LatencyTable.for_space(small, device="d", backend="b")
+    for op in resolution_ops(small, 128).all_ops():
+        table.add(op, LatencyEntry(1.0))
+    model = LatencyModel(table, small)
+    with pytest.raises(LatencyTableError, match=r"\[236\] are not covered .* covers \[128\]"):
+        model.predict_batch([small.uniform(3, 3, 3, 236)])
+
+
+def test_search_command_with_the_pixel1_table(
+    pixel1: LatencyTable, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ofabench.predictor import AccuracyPredictor
+
+    space = get_space(PIXEL1_SPACE)
+    predictor = AccuracyPredictor(space, hidden_size=8)
+    archs = [space.sample(s) for s in range(16)]
+    predictor.fit(archs, [count_macs(space, a) / 1e9 for a in archs], epochs=2)
+    predictor.save(tmp_path / "p.pt")
+    argv = ["search", "--space", PIXEL1_SPACE, "--predictor", str(tmp_path / "p.pt")]
+    argv += ["--latency-table", str(PIXEL1_LUT), "--latency", "100ms", "--json"]
+    assert main([*argv, "--population", "16", "--generations", "4"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    best = space.validate(result["best"]["arch"])
+    assert LatencyModel(pixel1, space).predict(best) <= 100.0
