@@ -443,3 +443,51 @@ def test_search_command_with_the_pixel1_table(
     result = json.loads(capsys.readouterr().out)
     best = space.validate(result["best"]["arch"])
     assert LatencyModel(pixel1, space).predict(best) <= 100.0
+
+
+def test_proxyless_tiny_space_profiles_on_onnxruntime(tmp_path: Path) -> None:
+    """Profiling a ProxylessNAS space on a local backend gives a proxyless table whose model
+    predicts its subnets (ReLU6 op modules, ``Logits`` with pooling)."""
+    from ofabench.devices.base import MeasureSettings
+    from ofabench.devices.profiles import DeviceProfile
+    from ofabench.latency.profiler import ops_at, profile_device
+
+    device = DeviceProfile(
+        name="cpu-onnxruntime", backend="onnxruntime", settings={"intra_op_threads": 1}
+    )
+    status = device.availability()
+    if not status:
+        pytest.skip(f"onnxruntime is not available here: {status.reason}")
+    space = get_space("proxyless_small32_w0.5").restrict(
+        kernel_choices=(3,), expand_choices=(3,), depth_choices=(2,), resolutions=(24,)
+    )
+    quick = MeasureSettings(warmup=1, repeats=3, max_rounds=1)
+    result = profile_device(device, space, out_path=tmp_path / "t.json", settings=quick)
+    table = LatencyTable.load(result.path)
+    assert table.family == "proxyless" and len(table) == len(ops_at(space, [24]))
+    kinds = {OpSpec.parse(k, "proxyless").kind for k in table}
+    assert kinds == {"stem", "mbconv", "final_expand", "classifier"}
+    model = LatencyModel(table, space)
+    arch = space.sample(0)
+    assert model.predict(arch) == pytest.approx(
+        sum(table[op].mean_ms for op in arch_ops(space, arch))
+    )
+
+
+def test_proxyless_net_config_exports_to_onnx(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("onnxruntime")
+    space = get_space(PROXYLESS)
+    ref = ofa_networks.OFAProxylessNASNets(
+        width_mult=1.3, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4]
+    )
+    set_reference_subnet(ref, space, space.min_arch())
+    path = tmp_path / "net.config"
+    path.write_text(json.dumps(ref.get_active_subnet().config))
+    out = tmp_path / "net.onnx"
+    argv = ["export", "--space", PROXYLESS, "--arch", str(path), "--resolution", "128"]
+    assert main([*argv, "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert out.is_file() and report["max_abs_diff"] < 1e-3
+    assert report["arch"]["r"] == 128 and report["arch"]["d"] == [2, 2, 2, 2, 2, 1]
