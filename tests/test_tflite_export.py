@@ -240,6 +240,40 @@ def test_channel_shuffle_and_4d_output() -> None:
     assert_matches(randomized(Shuffle()), (2, 8, 3, 5))
 
 
+class OFAResNetLike(nn.Module):
+    """OFA-ResNet50's shapes: stem, max pool, a bottleneck whose shortcut is avg pool
+    (ceil_mode) + 1x1 conv, OFA's two-step global average and ``view(size(0), -1)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU()
+        )
+        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.body = nn.Sequential(
+            nn.Conv2d(8, 4, 1, bias=False), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
+            nn.Conv2d(4, 4, 3, 2, 1, bias=False), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
+            nn.Conv2d(4, 16, 1, bias=False), nn.BatchNorm2d(16),
+        )  # fmt: skip
+        self.shortcut = nn.Sequential(
+            nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False),
+            nn.Conv2d(8, 16, 1, bias=False),
+            nn.BatchNorm2d(16),
+        )
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.stem(x))
+        x = F.relu(self.body(x) + self.shortcut(x))
+        x = x.mean(3, keepdim=True).mean(2, keepdim=True)
+        return self.fc(x.view(x.size(0), -1))
+
+
+@pytest.mark.parametrize("hw", [24, 26])  # the shortcut pool sees a 6 px map, then a 7 px one
+def test_ofa_resnet_like_network(hw: int) -> None:
+    assert_matches(randomized(OFAResNetLike()), (2, 3, hw, hw))
+
+
 class Head(nn.Module):
     """Flatten of a non-1x1 map (PyTorch's CHW order), Linear, Dropout, Identity."""
 
