@@ -274,6 +274,31 @@ def test_ofa_resnet_like_network(hw: int) -> None:
     assert_matches(randomized(OFAResNetLike()), (2, 3, hw, hw))
 
 
+@pytest.mark.parametrize(
+    ("make", "shape"),
+    [
+        (lambda: nn.Conv2d(8, 8, 3, padding=1, groups=2), (2, 8, 9, 9)),
+        (lambda: randomized(Shuffle()), (2, 8, 3, 5)),
+        (lambda: randomized(OFAResNetLike()), (2, 3, 24, 24)),
+    ],
+)
+def test_builtin_kernels_without_xnnpack_agree(make, shape: tuple[int, ...]) -> None:
+    """LiteRT's own kernels (what ``use_xnnpack: false`` measures) run the written ops too:
+    grouped CONV_2D, 5-D TRANSPOSE, PADV2, pools."""
+    model = make().eval()
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        want = model(x).numpy()
+    interpreter = LiteRTBackend(use_xnnpack=False).interpreter(module_to_tflite(model, shape))
+    interpreter.set_tensor(
+        interpreter.get_input_details()[0]["index"], x.numpy().transpose(0, 2, 3, 1).copy()
+    )
+    interpreter.invoke()
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    got = got.transpose(0, 3, 1, 2) if got.ndim == 4 else got
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
 class Head(nn.Module):
     """Flatten of a non-1x1 map (PyTorch's CHW order), Linear, Dropout, Identity."""
 
