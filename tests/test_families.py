@@ -491,3 +491,44 @@ def test_proxyless_net_config_exports_to_onnx(
     report = json.loads(capsys.readouterr().out)
     assert out.is_file() and report["max_abs_diff"] < 1e-3
     assert report["arch"]["r"] == 128 and report["arch"]["d"] == [2, 2, 2, 2, 2, 1]
+
+
+def test_family_registry_refuses_taken_names_and_lists_known_ones(tmp_path: Path) -> None:
+    from ofabench.errors import ConfigError
+    from ofabench.families import register_family
+    from ofabench.families.proxyless import ProxylessFamily
+
+    class Impostor(ProxylessFamily):
+        pass
+
+    with pytest.raises(ConfigError, match="space family 'proxyless' is taken"):
+        register_family(Impostor)
+    path = tmp_path / "space.json"
+    path.write_text(json.dumps({**get_space(PROXYLESS).to_dict(), "family": "resnet9"}))
+    with pytest.raises(ConfigError, match="unknown space family 'resnet9'; known: mbv3, proxyless"):
+        get_space(str(path))
+
+
+def test_table_and_predictor_of_another_family_are_one_line(
+    pixel1: LatencyTable, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ofabench.predictor import AccuracyPredictor
+
+    argv = ["search", "--latency", "100ms", "--population", "8", "--generations", "1"]
+    mbv3 = get_space("small32_w0.5")
+    predictor = AccuracyPredictor(mbv3, hidden_size=8)
+    predictor.fit([mbv3.sample(s) for s in range(8)], [0.1 * s for s in range(8)], epochs=1)
+    predictor.save(tmp_path / "mbv3.pt")
+    message = _fails(
+        capsys,
+        [*argv, "--space", "small32_w0.5", "--predictor", str(tmp_path / "mbv3.pt")]
+        + ["--latency-table", str(PIXEL1_LUT)],
+    )
+    assert "OFA-ProxylessNAS keys (family 'proxyless')" in message and "'mbv3'" in message
+    pixel1.save(tmp_path / "pixel1.json")
+    message = _fails(
+        capsys,
+        [*argv, "--space", PIXEL1_SPACE, "--predictor", str(tmp_path / "mbv3.pt")]
+        + ["--latency-table", str(tmp_path / "pixel1.json")],
+    )
+    assert "(family 'mbv3', not 'proxyless')" in message

@@ -40,6 +40,8 @@ def check_predictor_space(
         f"predictor {source} was trained on space {trained.name!r} but is used for space "
         f"{space.name!r}"
     )
+    if trained.family != space.family:
+        note += f" (family {trained.family!r}, not {space.family!r})"
     if not allow_mismatch:
         raise ConfigError(
             f"{note}, which is neither that space nor a restriction of it; search "
