@@ -350,6 +350,18 @@ def test_ofabench_subnet_through_the_graph_path_equals_its_own_converter() -> No
     assert np.abs(run_tflite(traced, inp) - direct).max() <= 1e-5 * max(1, np.abs(direct).max())
 
 
+def test_proxylessnas_subnet_converts() -> None:
+    """Another space family's static subnet (ReLU6 MBConv blocks, no SE) through the writer."""
+    from ofabench.supernet import build_supernet
+
+    space = get_space("proxyless_small32_w0.5")
+    net = build_supernet(space)
+    arch = space.sample(5)
+    net.set_active_subnet(arch)
+    subnet = calibrate_bn(net.get_active_subnet(), (8, space.in_channels, arch.r, arch.r))
+    assert_matches(subnet, (2, space.in_channels, arch.r, arch.r))
+
+
 # -- refusals -----------------------------------------------------------------------------------
 class WithGelu(nn.Module):
     def __init__(self) -> None:
