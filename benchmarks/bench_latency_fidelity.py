@@ -69,6 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--resolutions", default="all", help="comma list or all")
     p.add_argument("--fit-resolutions", default="every:4", help="every:N, measure:R1,.. or none")
     p.add_argument("--max-fit-rms", type=float, default=0.05, help="measure badly fitting groups")
+    p.add_argument("--profile-passes", type=int, default=1,
+                   help="sweeps over the ops when profiling, each op keeping its fastest")
     p.add_argument("--calibrate", type=int, default=20, help="subnets for the calibration term")
     p.add_argument("--calibration-method", choices=["auto", "affine", "ratio"], default="auto")
     p.add_argument(
@@ -218,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         calibration_method=args.calibration_method,
         max_fit_rms=args.max_fit_rms,
+        passes=args.profile_passes,
     )
     timings = timing_summary(progress.durations())
     log(f"profile: {profiled.n_entries} entries in {profiled.wall_s:.0f} s")
@@ -251,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         "profile": {
             **profiled.to_dict(),
             "complete_in_one_run": profiled.n_skipped == 0,
+            "passes": args.profile_passes,
             "seconds_per_item": timings,
         },
         "projection_full_space": projection(args, space, timings),

@@ -142,6 +142,28 @@ class FlakyTestBackend(Backend):
         return [prepared["ms"] * factor / 1e3] * n
 
 
+@register_backend
+class SpellsTestBackend(Backend):
+    """A machine that slows down for a while now and then: every timing call in a slow spell
+    (calls 0-3, 12-15, 24-27, ... of the class's counter) takes 1.3x; all runs of one call agree,
+    so no measurement looks unstable."""
+
+    name = "test-spells"
+    calls = 0
+
+    @classmethod
+    def availability(cls) -> Availability:
+        return Availability(True)
+
+    def prepare(self, model: nn.Module, input_shape: tuple[int, ...]) -> float:
+        return op_truth_ms(model)
+
+    def run_many(self, prepared: float, n: int) -> list[float]:
+        slow = (type(self).calls // 4) % 3 == 0
+        type(self).calls += 1
+        return [prepared * (1.3 if slow else 1.0) / 1e3] * n
+
+
 def linear_device(**settings: Any) -> DeviceProfile:
     return DeviceProfile(name="linear", backend="test-linear", settings=settings)
 
@@ -326,6 +348,30 @@ def test_unstable_ops_are_measured_again(tmp_path: Path) -> None:
     for key in table:
         module, _ = build_op_module(OpSpec.parse(key))
         assert table[key].mean_ms == pytest.approx(op_truth_ms(module)), key
+
+
+def test_passes_keep_each_ops_fastest_sweep_out_of_slow_spells(tmp_path: Path) -> None:
+    """One sweep leaves the ops timed during slow spells 1.3x too slow in the table; three
+    sweeps meet every op at a calm moment at least once and keep that."""
+    space = tiny_space((24,))
+    device = DeviceProfile(name="spells", backend="test-spells")
+    truth = {key: op_truth_ms(build_op_module(OpSpec.parse(key))[0])
+             for key in (op.key for op in ops_at(space, [24]).values())}  # fmt: skip
+    errors = {}
+    for passes in (1, 3):
+        SpellsTestBackend.calls = 0
+        result = profile_device(
+            device, space, out_path=tmp_path / f"p{passes}.json", settings=QUICK, passes=passes,
+            probe=ProbeSettings(enabled=False),
+        )  # fmt: skip
+        table = LatencyTable.load(result.path)
+        errors[passes] = [table[k].mean_ms / truth[k] - 1 for k in truth]
+        assert result.n_measured_again == (passes - 1) * len(truth)
+        assert table.provenance["profiling"]["runs"][-1]["passes"] == passes
+    assert max(errors[1]) == pytest.approx(0.3)  # one sweep: spells in the table
+    assert max(abs(e) for e in errors[3]) < 1e-9
+    with pytest.raises(ConfigError, match="passes must be at least 1"):
+        profile_device(device, space, out_path=tmp_path / "p0.json", settings=QUICK, passes=0)
 
 
 # -- fitted resolutions and calibration ---------------------------------------------------------------

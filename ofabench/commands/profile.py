@@ -142,6 +142,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
             calibration_method=args.calibration_method,
             max_fit_rms=args.max_fit_rms,
             probe=_probe(args),
+            passes=args.passes,
         )
     emit(args, result.to_dict(), _profile_text)
     return None
@@ -229,6 +230,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0.05,
         help="measure instead of fitting the ops of a group whose line misses its measured "
         "points by more than this RMS share of their mean (default 0.05)",
+    )
+    p.add_argument(
+        "--passes",
+        type=int,
+        default=1,
+        help="sweeps over the ops, each keeping its fastest: on a machine that slows down for "
+        "seconds at a time, 2-3 sweeps keep the spells out of the table (default 1)",
     )
     p.add_argument("--out", help="table path (default latency_tables/<device>/<space>.json)")
     p.add_argument(

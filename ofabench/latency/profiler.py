@@ -485,6 +485,7 @@ class _Run:
     total: int
     remeasure_unstable: bool = True
     max_fit_rms: float = math.inf
+    passes: int = 1
     guard: DriftGuard | None = None
     done: int = 0
     prebuilt: list[Any] = dataclasses.field(default_factory=list)  # what prebuild_ops made
@@ -513,18 +514,26 @@ class _Run:
 
 
 def _measure_ops(run: _Run, ops: Sequence[OpSpec]) -> int:
-    """Measure ``ops`` in probe rounds; then, once more, those whose timing rounds never agreed
-    (keeping the faster normalised median: transients only add time). Returns how many were
-    measured again. A backend that compiles ahead compiles ``ops`` first (:func:`_compile_ahead`);
-    ops that failed to compile raise :class:`BackendError` once the others are measured."""
+    """Measure ``ops`` in probe rounds, ``run.passes`` sweeps over all of them (each op keeps its
+    fastest normalised median: a machine that slows down for seconds at a time only ever adds
+    time, and later sweeps meet each op at another moment); then, once more, those whose timing
+    rounds never agreed. Returns how many were measured again. A backend that compiles ahead
+    compiles ``ops`` first (:func:`_compile_ahead`); ops that failed to compile raise
+    :class:`BackendError` once the others are measured."""
     failed = _compile_ahead(run, "prebuild_ops", ops)
-    unsettled = _measure_rounds(run, [op for op in ops if op.key not in failed])
-    again = 0
+    todo = [op for op in ops if op.key not in failed]
+    unsettled = _measure_rounds(run, todo)
+    for _ in range(run.passes - 1):
+        run.total += len(todo)
+        settled = {op.key for op in todo} - {op.key for op in unsettled}
+        still = _measure_rounds(run, todo, again=True)
+        unsettled = [op for op in still if op.key not in settled]
+    again = (run.passes - 1) * len(todo)
     if unsettled and run.remeasure_unstable:
         log.info("measuring again %d ops whose rounds did not agree", len(unsettled))
         run.total += len(unsettled)
         _measure_rounds(run, unsettled, again=True)
-        again = len(unsettled)
+        again += len(unsettled)
     if failed:
         raise BackendError(_compile_failures(run.backend, failed))
     return again
@@ -857,6 +866,7 @@ def profile_device(
     remeasure_unstable: bool = True,
     max_fit_rms: float = MAX_FIT_RMS,
     probe: ProbeSettings | None = None,
+    passes: int = 1,
 ) -> ProfileResult:
     """Measure every distinct op of ``space`` at ``resolutions`` (default: all) on the device
     ``profile`` into the latency table at ``out_path`` (default
@@ -868,7 +878,9 @@ def profile_device(
     :func:`fit_calibration`, :func:`latency_model`). ``progress(done, total, key)`` is told of
     every measurement (``total`` grows when unstable ops are measured again, see
     ``remeasure_unstable``, or badly fitting groups measured, see ``max_fit_rms``).
-    ``save_every_s``: see :class:`TableWriter`. ``probe`` (default :class:`ProbeSettings`) times
+    ``passes``: sweeps over the ops to measure, each op keeping its fastest (see
+    :func:`_measure_ops`). ``save_every_s``: see :class:`TableWriter`. ``probe`` (default
+    :class:`ProbeSettings`) times
     the reference probe between rounds of ops and normalises every entry to the table's
     reference speed (see :mod:`ofabench.latency.probe`; ``ProbeSettings(enabled=False)``: off).
     Raises :class:`BackendError`
@@ -876,6 +888,8 @@ def profile_device(
     :class:`LatencyTableError` (``out_path`` holds another space's or device's table)."""
     start = time.perf_counter()
     _check_calibration_args(calibrate, calibration_method)
+    if passes < 1:
+        raise ConfigError(f"passes must be at least 1, got {passes}")
     profile = profile if isinstance(profile, DeviceProfile) else load_profile(profile)
     backend = open_backend(profile)
     space = get_space(space)
@@ -889,7 +903,8 @@ def profile_device(
     _record_plan(table, plan, settings)
     total = len(plan.to_measure) + _pending_calibration(table, archs, seed)
     writer = TableWriter(table, path, save_every_s)
-    run = _Run(writer, backend, settings, progress, total, remeasure_unstable, max_fit_rms)
+    run = _Run(writer, backend, settings, progress, total, remeasure_unstable, max_fit_rms,
+               passes)
     probe = ProbeSettings() if probe is None else probe
     reader = open_probe(backend, settings, probe)
     run.guard = _start_guard(run, reader, probe)
@@ -950,7 +965,7 @@ def _execute(
     calibration_plan: tuple[Sequence[ArchConfig], int, str],
     start: float,
 ) -> ProfileResult:
-    run_info: dict[str, Any] = {"started": _now(), "measured": 0, "fitted": 0}
+    run_info: dict[str, Any] = {"started": _now(), "measured": 0, "fitted": 0, "passes": run.passes}
     run.table.provenance[PROFILING].setdefault("runs", []).append(run_info)
     try:
         return _execute_steps(run, space, plan, calibration_plan, start, run_info)
