@@ -29,13 +29,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
 
@@ -58,91 +55,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def noise_figures(t: np.ndarray) -> dict[str, float]:
-    """The figures of a (rounds x sessions) matrix of medians (see the module docstring)."""
-    from scipy.stats import spearmanr
-
-    mean = float(t.mean())
-    per_session, per_round = t.mean(axis=0), t.mean(axis=1)
-    half = t.shape[0] // 2
-    rho = spearmanr(t[:half].mean(axis=0), t[half:].mean(axis=0)).statistic
-    return {
-        "mean_ms": mean,
-        "within_session_cv": float(t.std(axis=0, ddof=1).mean() / mean),
-        "between_round_cv": float(per_round.std(ddof=1) / mean),
-        "between_session_cv": float(per_session.std(ddof=1) / mean),
-        "rank_stability": float(rho),
-    }
-
-
-def measure(args: argparse.Namespace) -> np.ndarray:
-    import torch
-
-    from ofabench.devices.base import MeasureSettings
-    from ofabench.devices.profiles import load_profile
-    from ofabench.latency.profiler import build_subnet_module
-    from ofabench.space import ArchConfig, get_space
-
-    torch.set_num_threads(1)
-    space = get_space(args.space)
-    sampled = space.sample(np.random.default_rng(args.seed))
-    arch = ArchConfig(sampled.ks, sampled.e, sampled.d, args.resolution)
-    backend = load_profile(args.device).open()
-    module, shape = build_subnet_module(space, arch)
-    settings = MeasureSettings(warmup=args.warmup, repeats=args.repeats, max_rounds=1)
-    prepared = [backend.prepare(module, shape) for _ in range(args.sessions)]
-    t = np.zeros((args.rounds, args.sessions))
-    try:
-        for r in range(args.rounds):
-            for k, session in enumerate(prepared):
-                t[r, k] = backend.measure_prepared(session, settings).median_ms
-    finally:
-        for session in prepared:
-            backend.close(session)
-    return t
-
-
 def main(argv: list[str] | None = None) -> int:
+    from ofabench.devices.base import MeasureSettings
+    from ofabench.latency.noise import measure_noise
     from ofabench.provenance import provenance, write_json
 
     args = parse_args(argv)
-    start = time.time()
-    load_before = os.getloadavg()
-    t = measure(args)
-    figures = noise_figures(t)
+    settings = MeasureSettings(warmup=args.warmup, repeats=args.repeats, max_rounds=1)
+    report = measure_noise(args.device, args.space, args.resolution, args.seed, args.sessions,
+                           args.rounds, settings)  # fmt: skip
     record: dict[str, Any] = {
         "command": " ".join(["python", *sys.argv]),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(start)),
-        "device": args.device,
-        "subnet": {"space": args.space, "seed": args.seed, "resolution": args.resolution},
-        "sessions": args.sessions,
-        "rounds": args.rounds,
-        "timing": {"warmup": args.warmup, "repeats": args.repeats},
-        "medians_ms": np.round(t, 4).tolist(),
-        **{k: round(v, 5) for k, v in figures.items()},
-        "verdict": {
-            "single_measurement_within_5pct_likely": 2 * figures["within_session_cv"] <= 0.05,
-            "rule": "2 x within-session CV <= 5%",
-        },
-        "loadavg_before": load_before,
-        "loadavg_after": os.getloadavg(),
-        "wall_s": round(time.time() - start, 1),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **report.to_dict(),
         "provenance": provenance(),
     }
     runs = []
     if args.out.exists():
         runs = json.loads(args.out.read_text()).get("runs", [])
     write_json(args.out, {"benchmark": "latency_noise", "runs": [*runs, record]})
-    if args.json:
-        print(json.dumps(record, indent=2))
-    else:
-        print(
-            f"{args.device}: within-session CV {100 * figures['within_session_cv']:.2f}%, "
-            f"between rounds {100 * figures['between_round_cv']:.2f}%, between sessions "
-            f"{100 * figures['between_session_cv']:.2f}% (rank stability "
-            f"{figures['rank_stability']:.2f}); single measurement within ±5% likely: "
-            f"{record['verdict']['single_measurement_within_5pct_likely']}  -> {args.out}"
-        )
+    print(json.dumps(record, indent=2) if args.json else f"{report.summary()}  -> {args.out}")
     return 0
 
 

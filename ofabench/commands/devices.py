@@ -1,5 +1,6 @@
 """``ofabench devices``: the device profiles (or, with ``--backends``, the backends) and whether
-each can run here, with the reason when it cannot."""
+each can run here, with the reason when it cannot; ``ofabench noise``: whether a device is quiet
+enough to measure now."""
 
 from __future__ import annotations
 
@@ -81,3 +82,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backends", action="store_true", help="list the registered backends instead")
     add_json(p)
     p.set_defaults(func=cmd_devices)
+    register_noise(sub)
+
+
+def cmd_noise(args: argparse.Namespace) -> None:
+    from ..devices.base import MeasureSettings
+    from ..latency.noise import measure_noise
+
+    settings = MeasureSettings(warmup=args.warmup, repeats=args.repeats, max_rounds=1)
+    report = measure_noise(args.device, args.space, args.resolution, args.seed, args.sessions,
+                           args.rounds, settings)  # fmt: skip
+    emit(args, report.to_dict(), lambda d: report.summary())
+
+
+def register_noise(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "noise",
+        help="is the device quiet enough to measure now? one subnet in several sessions, "
+        "interleaved: how a measurement repeats (a few seconds)",
+    )
+    p.add_argument("--device", required=True, help="device profile name or .yaml path")
+    p.add_argument(
+        "--space", default="ofa_mbv3_w1.0", help="space of the subnet (default ofa_mbv3_w1.0)"
+    )
+    p.add_argument("--resolution", type=int, help="input size (default: the space's middle one)")
+    p.add_argument("--seed", type=int, default=3, help="which random subnet (default 3)")
+    p.add_argument("--sessions", type=int, default=4, help="sessions of the subnet (default 4)")
+    p.add_argument("--rounds", type=int, default=6, help="rounds over the sessions (default 6)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs per measurement (10)")
+    p.add_argument("--repeats", type=int, default=30, help="timed runs per measurement (30)")
+    add_json(p)
+    p.set_defaults(func=cmd_noise)
