@@ -532,3 +532,22 @@ def test_table_and_predictor_of_another_family_are_one_line(
         + ["--latency-table", str(tmp_path / "pixel1.json")],
     )
     assert "(family 'mbv3', not 'proxyless')" in message
+
+
+def test_legacy_spelled_proxyless_checkpoint_loads_equal(tmp_path: Path) -> None:
+    """OFA checkpoints in the older spelling (``mobile_inverted_conv``, single nesting, a
+    ``module.`` prefix) load into the same tensors, through the generic checkpoint reader too."""
+    from ofabench.supernet.checkpoint import load_supernet
+
+    from .test_ofa_interop import _legacy
+
+    current = reference_proxyless().state_dict()
+    legacy = {f"module.{_legacy(k)}": v for k, v in current.items()}
+    assert any(".mobile_inverted_conv." in k for k in legacy)
+    space = get_space(PROXYLESS)
+    a = load_ofa_state_dict(build_supernet(space), current)
+    path = tmp_path / "ofa_proxyless_d234_e346_k357_w1.3"
+    torch.save({"state_dict": legacy}, path)
+    b = load_supernet(path, space)
+    for name, tensor in a.state_dict().items():
+        assert torch.equal(tensor, b.state_dict()[name]), name
