@@ -61,7 +61,7 @@ def _third_party_names() -> set[str]:
 @pytest.fixture
 def clean_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever a test registers is forgotten afterwards."""
-    monkeypatch.setattr(registry, "_registered", dict(registry._registered))
+    monkeypatch.setattr(registry.BACKENDS, "_registered", dict(registry.BACKENDS._registered))
 
 
 class ScriptedBackend(NullBackend):
