@@ -162,10 +162,12 @@ def test_registry_refuses_a_taken_name_and_loads_entry_points(monkeypatch) -> No
         def load(self):
             return Nothing
 
-    monkeypatch.setattr(baseline_registry, "_entry_points", lambda: {"third_party": Entry()})
+    registry = baseline_registry.BASELINES
+    monkeypatch.setattr(registry, "_registered", dict(registry._registered))  # forgotten after
+    monkeypatch.setattr(registry, "entry_points", lambda: {"third_party": Entry()})
     assert "third_party" in list_baselines()
     assert isinstance(get_baseline("third_party"), Nothing)
-    monkeypatch.setattr(baseline_registry, "_registered", {})
+    monkeypatch.setattr(registry, "_registered", {})
     with pytest.raises(ConfigError, match="available: .*'nsga2'.*'third_party'"):
         get_baseline("fourth_party")
 
