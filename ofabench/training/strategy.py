@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..registry import Registry, RegistryMessages
 from ..space import ArchConfig, SpaceSpec
 
 
@@ -175,26 +176,32 @@ class InplaceDistillation(Distiller):
         return hard_loss + self.weight * soft_target_cross_entropy(logits, self._soft)
 
 
-# -- registries --------------------------------------------------------------------------------
-SAMPLERS: dict[str, type[SubnetSampler]] = {}
-DISTILLERS: dict[str, type[Distiller]] = {}
+# -- registries ---------------------------------------------------------------------------------
+_TAKEN = "a {kind} named {name!r} is already registered"
+SAMPLERS: Registry[SubnetSampler] = Registry(
+    "sampler",
+    SubnetSampler,
+    messages=RegistryMessages(
+        unknown="unknown sampler {name!r}; valid samplers: {valid}", taken=_TAKEN
+    ),
+)
+DISTILLERS: Registry[Distiller] = Registry(
+    "distiller",
+    Distiller,
+    messages=RegistryMessages(
+        unknown="unknown distillation {name!r}; valid modes: {valid}", taken=_TAKEN
+    ),
+)
 
 
 def register_sampler(cls: type[SubnetSampler]) -> type[SubnetSampler]:
-    """Register a sampler class under its ``name`` (a name can be registered once)."""
-    return _register(SAMPLERS, cls, "sampler")
+    """Register a sampler class under its ``name`` (a name another class holds is refused)."""
+    return SAMPLERS.register(cls)
 
 
 def register_distiller(cls: type[Distiller]) -> type[Distiller]:
-    """Register a distiller class under its ``name`` (a name can be registered once)."""
-    return _register(DISTILLERS, cls, "distiller")
-
-
-def _register(registry: dict, cls: type, what: str) -> type:
-    if cls.name in registry:
-        raise ConfigError(f"a {what} named {cls.name!r} is already registered")
-    registry[cls.name] = cls
-    return cls
+    """Register a distiller class under its ``name`` (a name another class holds is refused)."""
+    return DISTILLERS.register(cls)
 
 
 for _cls in (UniformSampler, SandwichSampler, FixedSampler):
@@ -204,12 +211,8 @@ for _cls in (NoDistillation, TeacherDistillation, InplaceDistillation):
 
 
 def sampler_class(name: str) -> type[SubnetSampler]:
-    if name not in SAMPLERS:
-        raise ConfigError(f"unknown sampler {name!r}; valid samplers: {sorted(SAMPLERS)}")
-    return SAMPLERS[name]
+    return SAMPLERS.get(name)
 
 
 def distiller_class(name: str) -> type[Distiller]:
-    if name not in DISTILLERS:
-        raise ConfigError(f"unknown distillation {name!r}; valid modes: {sorted(DISTILLERS)}")
-    return DISTILLERS[name]
+    return DISTILLERS.get(name)
