@@ -19,15 +19,15 @@ torch side of a family is imported only when a network is built.
 
 from __future__ import annotations
 
-import importlib
+import functools
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ConfigError, InvalidArchError
+from ..registry import Registry, RegistryMessages
 from ..space import ArchConfig, LayerGeom, SpaceSpec
 
 if TYPE_CHECKING:
@@ -102,50 +102,39 @@ class SpaceFamily(ABC):
         return next(iter(self.presets().values()))()
 
 
-_registered: dict[str, SpaceFamily] = {}
+FAMILIES: Registry[SpaceFamily] = Registry(
+    "space family",
+    SpaceFamily,
+    builtin=BUILTIN_FAMILIES,
+    entry_point_group=ENTRY_POINT_GROUP,
+    messages=RegistryMessages(
+        unknown="unknown space family {name!r}; known: {valid_text}",
+        taken="space family {name!r} is taken by {existing.__qualname__}",
+        nameless="{cls.__qualname__} has no name",
+        broken="space family {name!r} ({value}) failed to load: {exc}",
+        not_subclass="entry point {value!r} is not an ofabench {base}",
+    ),
+)
 
 
 def register_family(cls: type[SpaceFamily]) -> type[SpaceFamily]:
     """Class decorator: make ``cls`` available as ``cls.name``; a taken name is refused."""
-    if not cls.name:
-        raise ConfigError(f"{cls.__qualname__} has no name")
-    existing = _registered.get(cls.name)
-    if existing is not None and type(existing) is not cls:
-        raise ConfigError(f"space family {cls.name!r} is taken by {type(existing).__qualname__}")
-    _registered.setdefault(cls.name, cls())
-    return cls
-
-
-def _entry_points() -> dict[str, metadata.EntryPoint]:
-    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    return FAMILIES.register(cls)
 
 
 def list_families() -> list[str]:
-    return sorted(set(BUILTIN_FAMILIES) | set(_registered) | set(_entry_points()))
+    return FAMILIES.names()
 
 
 def get_family(name: str) -> SpaceFamily:
-    """The family called ``name``; an unknown name lists the valid ones."""
-    if name in _registered:
-        return _registered[name]
-    target = BUILTIN_FAMILIES.get(name)
-    if target is not None:
-        module, _, attr = target.partition(":")
-        cls = getattr(importlib.import_module(module), attr)
-    else:
-        entry = _entry_points().get(name)
-        if entry is None:
-            raise ConfigError(f"unknown space family {name!r}; known: {', '.join(list_families())}")
-        try:
-            cls = entry.load()
-        except Exception as exc:  # a third party's broken plug-in
-            raise ConfigError(
-                f"space family {name!r} ({entry.value}) failed to load: {exc}"
-            ) from exc
-        if not (isinstance(cls, type) and issubclass(cls, SpaceFamily)):
-            raise ConfigError(f"entry point {entry.value!r} is not an ofabench SpaceFamily")
-    register_family(cls)
-    return _registered[name]
+    """The family called ``name`` (one instance per class); an unknown name lists the valid
+    ones."""
+    return _instance(FAMILIES.get(name))
+
+
+@functools.cache
+def _instance(cls: type[SpaceFamily]) -> SpaceFamily:
+    return cls()
 
 
 def family_of(space: SpaceSpec) -> SpaceFamily:
