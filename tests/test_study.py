@@ -132,6 +132,10 @@ def test_report_has_every_section_and_points_from_every_method(finished: Study) 
     assert "PS − sandwich on 3 random subnets" in text and "Each supernet's budget" in text
     assert (report / "cpu-onnxruntime" / "accuracy_latency.png").stat().st_size > 0
     assert (report / "validation" / "cpu-onnxruntime.png").exists()
+    noise = finished.summary("profile_cpu-onnxruntime")["noise"]  # measured before profiling
+    assert noise["device"] == "cpu-onnxruntime" and noise["space"] == "tiny_study"
+    assert len(noise["medians_ms"]) == 6 and finished.summary("validate_cpu-onnxruntime")["noise"]
+    assert f"| {100 * noise['within_session_cv']:.1f} / " in text
     chosen = json.loads((report / "cross_device.json").read_text())["chosen"]["cpu-onnxruntime"]
     assert [c["budget_ms"] for c in chosen] == finished.state["steps"][
         "search_cpu-onnxruntime"]["summary"]["budgets"][: len(chosen)]  # fmt: skip

@@ -99,14 +99,16 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 def measure_noise(
     device: str,
-    space: str = "ofa_mbv3_w1.0",
+    space: Any = "ofa_mbv3_w1.0",
     resolution: int | None = None,
     seed: int = 3,
     sessions: int = 4,
     rounds: int = 6,
     settings: MeasureSettings | None = None,
 ) -> NoiseReport:
-    """Measure the device's noise floor now (see the module docstring)."""
+    """Measure the device's noise floor now (see the module docstring) on a random subnet of
+    ``space`` (a preset name, a file or a :class:`~ofabench.space.SpaceSpec`) at ``resolution``
+    (default: the space's middle one)."""
     from ..devices.profiles import load_profile
     from ..space import ArchConfig, get_space
     from .ops import build_subnet_module
@@ -115,7 +117,7 @@ def measure_noise(
         raise ConfigError(f"need sessions >= 2 and rounds >= 4, got {sessions} and {rounds}")
     spec = get_space(space)
     sampled = spec.sample(np.random.default_rng(seed))
-    r = resolution if resolution is not None else int(np.median(spec.resolutions))
+    r = resolution if resolution is not None else spec.resolutions[len(spec.resolutions) // 2]
     arch = ArchConfig(sampled.ks, sampled.e, sampled.d, r)
     spec.validate(arch)
     profile = load_profile(device)

@@ -34,6 +34,11 @@ class DeviceStep:
     # how validate and search treat a probe that runs at another speed than when the table was
     # made (see ofabench.latency.probe.SPEED_POLICIES)
     speed_check: str = field(default="auto", metadata=one_of("auto", "rescale", "refuse", "off"))
+    # sweeps over the ops when profiling, each op keeping its fastest (slow spells stay out)
+    profile_passes: int = field(default=1, metadata=bounds(ge=1))
+    # measure the device's noise floor (ofabench noise) before profiling and validating, and
+    # report it beside the validation
+    noise_check: bool = True
 
 
 @dataclass(frozen=True)

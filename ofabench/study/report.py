@@ -499,20 +499,29 @@ def _validation_section(
                 d.name, kind, val["n"], f"{m['mape']:.1f}", _pct(m["within_5"], 0),
                 _pct(m["within_10"], 0), f"{m['kendall_tau']:.3f}",
                 _minutes(_wall(study, f"profile_{d.name}")), prof["n_entries"],
+                f"{_noise_cv(prof)} / {_noise_cv(val)}",
             ])  # fmt: skip
     text = "## Latency tables and their validation\n\n"
     text += (
         "Each device's table holds every block of the space at every resolution; the validation "
         "measures random subnets end to end (other subnets than the calibration's) and compares "
-        "them with the table's sum (`plain`) and with the table's calibrated model.\n\n"
+        "them with the table's sum (`plain`) and with the table's calibrated model. *Noise*: how "
+        "one measurement of a subnet repeated on the device just before profiling / just after "
+        "validating (`ofabench noise`, within-session CV): no table can predict more closely "
+        "than that.\n\n"
     )
     text += markdown_table(
         ["device", "prediction", "n", "MAPE %", "within ±5% (%)", "within ±10% (%)",
-         "Kendall tau", "profile min", "table entries"],
+         "Kendall tau", "profile min", "table entries", "noise CV % (profile / validate)"],
         rows,
     )  # fmt: skip
     text += "\n\n" + "\n".join(f"![{k}]({v})" for k, v in plots.items()) + "\n"
     return text
+
+
+def _noise_cv(summary: Mapping[str, Any]) -> str:
+    noise = summary.get("noise")
+    return "–" if not noise else f"{100 * noise['within_session_cv']:.1f}"
 
 
 def _predictor_section(study: Study) -> str:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import json
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +24,7 @@ from .config import DeviceStep
 if TYPE_CHECKING:
     from .runner import Study
 
+log = logging.getLogger("ofabench")
 SEARCH_METHOD_MEASURED = "OFA subnet (measured)"
 SCRATCH_METHOD = "from scratch (measured)"
 EXTERNAL_FIELDS = (
@@ -113,9 +116,23 @@ def _settings(device: DeviceStep) -> Any:
     )
 
 
+def noise(study: Study, device: DeviceStep) -> dict[str, Any] | None:
+    """The device's noise floor now (``ofabench noise`` on a subnet of the study's space), or
+    None with ``noise_check: false``."""
+    if not device.noise_check:
+        return None
+    from ..latency.noise import measure_noise
+
+    settings = dataclasses.replace(_settings(device), max_rounds=1)
+    report = measure_noise(device.name, study.space, settings=settings)
+    log.info("%s", report.summary())
+    return report.to_dict()
+
+
 def profile(study: Study, device: DeviceStep) -> dict[str, Any]:
     from ..latency.profiler import profile_device
 
+    before = noise(study, device)
     result = profile_device(
         device.name,
         study.space,
@@ -125,8 +142,9 @@ def profile(study: Study, device: DeviceStep) -> dict[str, Any]:
         device.fit_resolutions,
         progress=study.progress_bar(f"profile {device.name}", "op"),
         calibrate=device.calibrate,
+        passes=device.profile_passes,
     )
-    return result.to_dict()
+    return {**result.to_dict(), "noise": before}
 
 
 def validate(study: Study, device: DeviceStep) -> dict[str, Any]:
@@ -144,7 +162,7 @@ def validate(study: Study, device: DeviceStep) -> dict[str, Any]:
         progress=study.progress_bar(f"validate {device.name}", "subnet"),
         speed_check=device.speed_check,
     )
-    return result.to_dict()
+    return {**result.to_dict(), "noise": noise(study, device)}
 
 
 # -- accuracy dataset and predictor ------------------------------------------------------------
