@@ -551,3 +551,16 @@ def test_legacy_spelled_proxyless_checkpoint_loads_equal(tmp_path: Path) -> None
     b = load_supernet(path, space)
     for name, tensor in a.state_dict().items():
         assert torch.equal(tensor, b.state_dict()[name]), name
+
+
+def test_tvm_workers_build_proxyless_ops_of_their_family() -> None:
+    """A compile worker gets a key and, for a family other than MobileNetV3, the family: a
+    ProxylessNAS ``Logits`` op (pooling + classifier) and ReLU6 stem build as such."""
+    from ofabench.devices.tvm_build import build_model, op_model
+
+    ops = arch_ops(get_space(PIXEL1_SPACE), get_space(PIXEL1_SPACE).min_arch())
+    assert op_model(ops[0].key) == {"op": ops[0].key}  # MobileNetV3 digests unchanged
+    stem, _ = build_model(op_model(ops[0].key, ops[0].family), seed=0)
+    assert isinstance(stem[-1], torch.nn.ReLU6)
+    logits, shape = build_model(op_model(ops[-1].key, ops[-1].family), seed=0)
+    assert shape == (1, 1280, 7, 7) and logits(torch.zeros(shape)).shape == (1, 1000)

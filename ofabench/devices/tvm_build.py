@@ -110,9 +110,10 @@ def library_path(cache_dir: Path, model: dict[str, Any], seed: int = 0) -> Path:
     return cache_dir / f"{_digest({**model, 'seed': seed})[:24]}.so"
 
 
-def op_model(key: str) -> dict[str, Any]:
-    """What a worker builds for a latency-table op: ``{"op": key}``."""
-    return {"op": key}
+def op_model(key: str, family: str = "mbv3") -> dict[str, Any]:
+    """What a worker builds for a latency-table op: ``{"op": key}``, plus the space family when
+    it is not MobileNetV3 (a key's modules depend on it; MobileNetV3 digests stay as they were)."""
+    return {"op": key} if family == "mbv3" else {"op": key, "family": family}
 
 
 def subnet_model(space: Any, arch: Any) -> dict[str, Any]:
@@ -199,7 +200,7 @@ def build_model(model: dict[str, Any], seed: int) -> tuple[Any, tuple[int, ...]]
     from ..space import ArchConfig, SpaceSpec
 
     if "op" in model:
-        return build_op_module(OpSpec.parse(model["op"]), seed)
+        return build_op_module(OpSpec.parse(model["op"], model.get("family", "mbv3")), seed)
     space = SpaceSpec.from_dict(model["space"])
     return build_subnet_module(space, ArchConfig.from_dict(model["arch"]), seed)
 
@@ -314,7 +315,7 @@ def prebuild_ops(backend: Any, ops: Sequence[Any], seed: int = 0) -> Prebuilt | 
     does not apply (see :func:`pool_applies`): the caller compiles in-line."""
     from ..latency.ops import op_input_shape
 
-    models = {op.key: (op_model(op.key), op_input_shape(op)) for op in ops}
+    models = {op.key: (op_model(op.key, op.family), op_input_shape(op)) for op in ops}
     return prebuild(backend, models, "ops", seed)
 
 
