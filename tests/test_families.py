@@ -564,3 +564,24 @@ def test_tvm_workers_build_proxyless_ops_of_their_family() -> None:
     assert isinstance(stem[-1], torch.nn.ReLU6)
     logits, shape = build_model(op_model(ops[-1].key, ops[-1].family), seed=0)
     assert shape == (1, 1280, 7, 7) and logits(torch.zeros(shape)).shape == (1, 1000)
+
+
+def test_proxyless_subnet_exports_to_tflite(tmp_path: Path) -> None:
+    """The TFLite writer reads a static subnet's own activations (ReLU6) and its missing
+    feature mix: LiteRT's logits equal PyTorch's for a subnet with non-trivial BN statistics."""
+    pytest.importorskip("ai_edge_litert")
+    from ofabench.export import export_tflite
+    from ofabench.latency.ops import build_subnet_module
+
+    space = get_space("proxyless_small32_w0.5")
+    module, shape = build_subnet_module(space, space.sample(5), seed=2)
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in norms:  # statistics of real-looking images: the logits depend on the input
+        bn.reset_running_stats()
+        bn.momentum = None
+    with torch.no_grad():
+        module.train()(real_looking_images(32, shape[-1], seed=3)[:, :1])
+        logits = module.eval()(real_looking_images(2, shape[-1], seed=4)[:, :1])
+    assert float((logits[0] - logits[1]).abs().max()) > 1e-2
+    report = export_tflite(module, shape, tmp_path / "p.tflite")
+    assert report.max_abs_diff is not None and report.max_abs_diff < 1e-4
