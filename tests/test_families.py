@@ -585,3 +585,47 @@ def test_proxyless_subnet_exports_to_tflite(tmp_path: Path) -> None:
     assert float((logits[0] - logits[1]).abs().max()) > 1e-2
     report = export_tflite(module, shape, tmp_path / "p.tflite")
     assert report.max_abs_diff is not None and report.max_abs_diff < 1e-4
+
+
+@pytest.mark.parametrize(
+    ("preset", "build"),
+    [
+        (
+            PROXYLESS,
+            lambda: ofa_networks.OFAProxylessNASNets(
+                width_mult=1.3, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4]
+            ),
+        ),
+        (
+            "ofa_mbv3_w1.2",
+            lambda: ofa_networks.OFAMobileNetV3(
+                width_mult=1.2, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4]
+            ),
+        ),
+    ],
+)
+def test_written_net_config_is_the_reference_subnets_config(preset: str, build) -> None:
+    """ofabench writes the ``net.config`` the reference package writes for the same subnet, and
+    reads it back as the same arch."""
+    space = get_space(preset)
+    family = get_family(space.family)
+    ref = build()
+    for arch in (space.sample(8), space.min_arch()):
+        ref.set_active_subnet(
+            **{k: v for k, v in family.to_ofa_dict(space, arch).items() if k != "r"}
+        )
+        written = family.to_net_config(space, arch)
+        assert written == ref.get_active_subnet().config
+        read = space.arch_from_ofa_net_config(written, arch.r)
+        assert read.d == arch.d and read.r == arch.r
+        assert list(read.ks) == _skipped_smallest(space, arch, "ks")
+        assert list(read.e) == _skipped_smallest(space, arch, "e")
+
+
+def _skipped_smallest(space, arch, field: str) -> list[int]:
+    """``arch``'s kernels or expand ratios with the slots it skips at the smallest choice (what a
+    net.config, which lists only the blocks run, reads back as)."""
+    values = list(getattr(arch, field))
+    smallest = min(space.kernel_choices if field == "ks" else space.expand_choices)
+    active = {slot for _, slot, _, _ in space.active_blocks(arch)}
+    return [v if i in active else smallest for i, v in enumerate(values)]

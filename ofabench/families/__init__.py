@@ -85,6 +85,11 @@ class SpaceFamily(ABC):
         """OFA's dict form of ``arch`` (what its ``set_active_subnet(**d)`` takes)."""
         return arch.to_ofa_dict()
 
+    def to_net_config(self, space: SpaceSpec, arch: ArchConfig) -> dict[str, Any]:
+        """OFA's ``net.config`` of the static subnet ``arch`` (what OFA's ``build_from_config``
+        and OFA's published-net readers take; no resolution in it)."""
+        raise ConfigError(f"space family {self.name!r} cannot write an OFA net.config")
+
     # -- the torch side (imported lazily) ---------------------------------------------------------
     @abstractmethod
     def supernet(self, space: SpaceSpec) -> nn.Module:
@@ -291,3 +296,82 @@ def block_layers(config: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         )
         out.append(layer if isinstance(layer, Mapping) else {})
     return out
+
+
+# -- writing OFA net.config files --------------------------------------------------------------
+def _conv_config(layer: LayerGeom, kernel: int, stride: int, use_bn: bool) -> dict[str, Any]:
+    return {
+        "name": "ConvLayer",
+        "kernel_size": kernel,
+        "stride": stride,
+        "dilation": 1,
+        "groups": 1,
+        "bias": False,
+        "has_shuffle": False,
+        "use_se": False,
+        "in_channels": layer.in_c,
+        "out_channels": layer.out_c,
+        "use_bn": use_bn,
+        "act_func": layer.act,
+        "dropout_rate": 0,
+        "ops_order": "weight_bn_act",
+    }
+
+
+def _block_config(layer: LayerGeom, expand: int) -> dict[str, Any]:
+    shortcut = None
+    if layer.residual:
+        shortcut = {
+            "name": "IdentityLayer",
+            "in_channels": layer.in_c,
+            "out_channels": layer.out_c,
+            "use_bn": False,
+            "act_func": None,
+            "dropout_rate": 0,
+            "ops_order": "weight_bn_act",
+        }
+    conv = {
+        "name": "MBConvLayer",
+        "in_channels": layer.in_c,
+        "out_channels": layer.out_c,
+        "kernel_size": layer.kernel,
+        "stride": layer.stride,
+        "expand_ratio": expand,
+        "mid_channels": layer.mid if layer.has_expand else None,
+        "act_func": layer.act,
+        "use_se": layer.se,
+        "groups": None,
+    }
+    return {"name": "ResidualBlock", "conv": conv, "shortcut": shortcut}
+
+
+def mbconv_net_config(
+    space: SpaceSpec, arch: ArchConfig, name: str, bn_eps: float, head: Mapping[str, str]
+) -> dict[str, Any]:
+    """OFA's ``net.config`` of an MBConv family's subnet, from its layer geometry. ``head``
+    maps ofabench's head layer kinds to OFA's keys (ProxylessNAS's final expand is OFA's
+    ``feature_mix_layer``); MobileNetV3's feature mix has no BN."""
+    layers = space.layers(arch)
+    blocks = [layer for layer in layers if layer.kind == "mbconv"]
+    expands = [1] + [e for _, _, _, e in space.active_blocks(arch)]
+    by_kind = {layer.kind: layer for layer in layers}
+    config: dict[str, Any] = {
+        "name": name,
+        "bn": {"momentum": 0.1, "eps": bn_eps, "ws_eps": None},
+        "first_conv": _conv_config(by_kind["stem"], 3, space.stem_stride, True),
+        "blocks": [_block_config(b, e) for b, e in zip(blocks, expands)],
+    }
+    for kind, key in head.items():
+        config[key] = _conv_config(by_kind[kind], 1, 1, use_bn=kind != "feature_mix")
+    classifier = by_kind["classifier"]
+    config["classifier"] = {
+        "name": "LinearLayer",
+        "in_features": classifier.in_c,
+        "out_features": classifier.out_c,
+        "bias": True,
+        "use_bn": False,
+        "act_func": None,
+        "dropout_rate": space.dropout,
+        "ops_order": "weight_bn_act",
+    }
+    return config

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..space import SPACE_PRESETS, ArchConfig, LayerGeom, SpaceSpec
-from . import MBCONV_NAMES, SpaceFamily, block_layers, register_family
+from . import MBCONV_NAMES, SpaceFamily, block_layers, mbconv_net_config, register_family
 
 if TYPE_CHECKING:
     from torch import nn
@@ -41,6 +41,10 @@ class MobileNetV3Family(SpaceFamily):
         acts = {layer.get("act_func", "relu6") for layer in layers}
         names = {layer.get("name") for layer in layers}
         return bool(layers) and names <= MBCONV_NAMES and acts <= {"relu", "h_swish"}
+
+    def to_net_config(self, space: SpaceSpec, arch: ArchConfig) -> dict[str, Any]:
+        head = {"final_expand": "final_expand_layer", "feature_mix": "feature_mix_layer"}
+        return mbconv_net_config(space, space.validate(arch), "MobileNetV3", self.bn_eps, head)
 
     def supernet(self, space: SpaceSpec) -> nn.Module:
         from ..supernet.ofa_mbv3 import OFAMobileNetV3

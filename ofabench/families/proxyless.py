@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..space import OFA_EVAL_RESOLUTIONS, ArchConfig, LayerGeom, SpaceSpec, StageSpec
-from . import MBCONV_NAMES, SpaceFamily, block_layers, register_family
+from . import MBCONV_NAMES, SpaceFamily, block_layers, mbconv_net_config, register_family
 
 if TYPE_CHECKING:
     from torch import nn
@@ -127,6 +127,10 @@ class ProxylessFamily(SpaceFamily):
             "d": list(arch.d),
             "r": [arch.r],
         }
+
+    def to_net_config(self, space: SpaceSpec, arch: ArchConfig) -> dict[str, Any]:
+        head = {"final_expand": "feature_mix_layer"}  # OFA's name for the 1x1 conv + BN + ReLU6
+        return mbconv_net_config(space, space.validate(arch), "ProxylessNASNets", self.bn_eps, head)
 
     # -- torch ---------------------------------------------------------------------------------------
     def supernet(self, space: SpaceSpec) -> nn.Module:
