@@ -384,19 +384,19 @@ def test_search_in_the_proxyless_space_under_the_pixel1_table(pixel1: LatencyTab
 
 
 # -- training a ProxylessNAS supernet on a small data set ------------------------------------------
-def test_one_short_stage_trains_a_proxyless_supernet(tmp_path: Path) -> None:
+def test_progressive_shrinking_trains_a_proxyless_supernet(tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
     from ofabench.supernet.checkpoint import load_supernet
     from ofabench.training import Trainer, config_from_dict
 
     from .test_training import tiny_config
 
-    cfg = config_from_dict(tiny_config(["full"], space="proxyless_small32_w0.5"))
+    cfg = config_from_dict(tiny_config(space="proxyless_small32_w0.5"))  # every PS stage
     history = Trainer(cfg, tmp_path).run()
-    assert [row["stage"] for row in history] == ["full"]
+    assert [row["stage"] for row in history] == [s.name for s in cfg.schedule_stages()]
     assert 0.0 <= history[-1]["val_acc_max"] <= 1.0
     space = get_space("proxyless_small32_w0.5")
-    net = load_supernet(tmp_path / "full.pt", space)
+    net = load_supernet(tmp_path / f"{history[-1]['stage']}.pt", space)
     assert isinstance(net, OFAProxylessNASNet) and net.bn_eps == 1e-3
     fresh = build_supernet(space)
     assert any(
