@@ -14,6 +14,7 @@ import yaml
 from ofabench.cli import main
 from ofabench.errors import ConfigError, StudyError
 from ofabench.study import load_study, study_from_dict
+from ofabench.study import report as study_report
 from ofabench.study import steps as study_steps
 from ofabench.study.runner import Study
 
@@ -384,3 +385,36 @@ def test_the_demo_starts_from_the_shipped_supernet_or_says_why_not(
     config = study_from_dict(yaml.safe_load(study_cmd.demo_config_text("demo_pretrained.yaml")),
                              Path("."))  # fmt: skip
     assert config.pretrained == "fashion_mnist_ps" and config.baselines == ("no_ps", "sandwich")
+
+
+def test_jobs_start_in_order_once_their_prerequisites_have_finished() -> None:
+    from ofabench.study.runner import ready_jobs
+
+    jobs = [("a", []), ("b", []), ("c", []), ("d", [])]
+    after = {"c": ["a"], "d": ["x"]}  # x is not one of the call's jobs: met
+    call = {"a", "b", "c", "d"}
+    assert [j[0] for j in ready_jobs(jobs, after, set(), call, 2)] == ["a", "b"]
+    assert [j[0] for j in ready_jobs(jobs[2:], after, {"b"}, call, 1)] == ["d"]  # c waits for a
+    assert [j[0] for j in ready_jobs(jobs[2:], after, {"a"}, call, 2)] == ["c", "d"]
+
+
+def test_parallel_training_samples_the_accuracy_dataset_beside_the_baselines(
+    tmp_path: Path,
+) -> None:
+    """With ``parallel_training`` the accuracy dataset is sampled by a process started once PS
+    has finished (it loads PS's final checkpoint, which exists only then); the accuracy step
+    then evaluates nothing itself and the report says where the rows came from."""
+    data = mini_study()
+    data.update(parallel_training=True, baselines=["no_ps"])
+    data["train"] = {**data["train"], "stages": data["train"]["stages"][:2]}
+    data["accuracy"] = {**data["accuracy"], "n": 6}
+    root = tmp_path
+    study = Study(study_from_dict(data, root, "mini-parallel", root / "work", root / "report"))
+    study.run(until="accuracy")
+    assert study.state["accuracy_alongside"] is True
+    logs = sorted(p.name for p in (root / "work" / "logs").iterdir())
+    assert logs == ["accuracy_alongside.log", "train_no_ps.log", "train_ps.log"]
+    summary = study.summary("accuracy")
+    assert summary["rows"] == 6 and summary["evaluated"] == 0 and summary["skipped"] == 6
+    text = study_report._accuracy_origin(study, summary)
+    assert "run beside the baselines' training once PS had finished" in text

@@ -209,7 +209,7 @@ def _before_study(study: Study) -> str:
     else:
         with_training = None
     skipped = (study.state["steps"].get("accuracy", {}).get("summary") or {}).get("skipped", 0)
-    if skipped:
+    if skipped and not study.state.get("accuracy_alongside"):
         extra.append(
             f"{skipped} rows of the accuracy dataset were made before it and are not timed here"
         )
@@ -471,6 +471,8 @@ def _claims_section(study: Study, devices: Sequence[DeviceStep], data: Mapping[s
 
 def _outside(study: Study) -> str:
     skipped = study.summary("accuracy").get("skipped", 0)
+    if skipped and study.state.get("accuracy_alongside"):
+        return f"; {skipped} rows sampled alongside the baselines' training (in its wall time)"
     return f"; {skipped} rows made before the study, not timed here" if skipped else ""
 
 
@@ -524,6 +526,20 @@ def _noise_cv(summary: Mapping[str, Any]) -> str:
     return "–" if not noise else f"{100 * noise['within_session_cv']:.1f}"
 
 
+def _accuracy_origin(study: Study, a: Mapping[str, Any]) -> str:
+    """Who evaluated the accuracy dataset's rows."""
+    if a["skipped"] and study.state.get("accuracy_alongside"):
+        return (
+            f"{a['evaluated']} evaluated by the step, {a['skipped']} by `ofabench sample-accuracy` "
+            "with the same checkpoint and settings, run beside the baselines' training once PS "
+            "had finished (its time is in the training step's)"
+        )
+    return (
+        f"{a['evaluated']} evaluated by this study, {a['skipped']} found already in the file, "
+        "made by an earlier `ofabench sample-accuracy` of the same checkpoint and settings"
+    )
+
+
 def _predictor_section(study: Study) -> str:
     p = study.summary("predictor")
     a = study.summary("accuracy")
@@ -531,8 +547,7 @@ def _predictor_section(study: Study) -> str:
         "## Accuracy predictor\n\n"
         f"{a['rows']} random subnets of the PS supernet, each BN-recalibrated and evaluated on "
         f"the validation split (`accuracy` step, {_minutes(_wall(study, 'accuracy'))} min; "
-        f"{a['evaluated']} evaluated by this study, {a['skipped']} found already in the file, "
-        "made by an earlier `ofabench sample-accuracy` of the same checkpoint and settings); MLP "
+        + _accuracy_origin(study, a) + "); MLP "
         f"fitted on {p['n_train']}, held out {p['n_val']}: RMSE **{p['rmse_pct']:.3f}** points, "
         f"Kendall tau **{p['kendall_tau']:.3f}**, Spearman rho {p['spearman_rho']:.3f}.\n"
     )
@@ -617,7 +632,9 @@ def _steps_section(study: Study) -> str:
                 f"training epochs took {trained / 60:.1f} min, partly before this study resumed it"
             )
         skipped = (e.get("summary") or {}).get("skipped", 0) if name == "accuracy" else 0
-        if skipped:
+        if skipped and study.state.get("accuracy_alongside"):
+            note = f"{skipped} rows sampled beside the baselines' training (timed there)"
+        elif skipped:
             note = f"{skipped} rows made before this study resumed it (not timed here)"
         if name == "report" and e.get("status") == "running":
             note = "this report, being written"

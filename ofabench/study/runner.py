@@ -42,7 +42,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -330,24 +330,41 @@ class Study:
             return None
         return _Bar(desc, unit)
 
-    def run_processes(self, jobs: Sequence[tuple[str, list[str]]]) -> None:
+    def run_processes(
+        self,
+        jobs: Sequence[tuple[str, list[str]]],
+        after: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         """Run ``ofabench`` subprocesses (name, arguments), at most two at a time with
-        ``parallel_training``, else one; each logs to ``work_dir/logs/<name>.log``."""
+        ``parallel_training``, else one; each logs to ``work_dir/logs/<name>.log``. ``after``
+        names, per job, the jobs of this call it waits for (a job whose prerequisite failed is not
+        started)."""
         width = 2 if self.config.parallel_training else 1
+        after = dict(after or {})
         pending = list(jobs)
         running: list[tuple[str, subprocess.Popen[bytes], Any]] = []
         (self.work / "logs").mkdir(parents=True, exist_ok=True)
-        failed = []
+        call = {name for name, _ in jobs}
+        finished: set[str] = set()
+        failed: list[str] = []
+        failed_names: set[str] = set()
         try:
             while pending or running:
-                while pending and len(running) < width:
-                    name, args = pending.pop(0)
+                for job in ready_jobs(pending, after, finished, call, width - len(running)):
+                    name, args = job
+                    pending.remove(job)
                     log_file = (self.work / "logs" / f"{name}.log").open("ab")
                     cmd = [sys.executable, "-m", "ofabench", *args]
                     log.info("starting %s: %s (log %s)", name, " ".join(cmd), log_file.name)
                     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
                     proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env)
                     running.append((name, proc, log_file))
+                for job in [j for j in pending if set(after.get(j[0], ())) & failed_names]:
+                    pending.remove(job)
+                    failed_names.add(job[0])
+                    failed.append(f"{job[0]} (not started: {sorted(after[job[0]])} failed)")
+                if not running and pending:  # nothing runs and nothing can start: a cycle
+                    raise StudyError(f"jobs wait for each other: {[j[0] for j in pending]}")
                 time.sleep(0.5)
                 for item in list(running):
                     name, proc, log_file = item
@@ -357,6 +374,9 @@ class Study:
                     running.remove(item)
                     if proc.returncode != 0:
                         failed.append(f"{name} (exit {proc.returncode}, log {log_file.name})")
+                        failed_names.add(name)
+                    else:
+                        finished.add(name)
         finally:
             for _name, proc, log_file in running:
                 proc.terminate()
@@ -364,6 +384,25 @@ class Study:
                 log_file.close()
         if failed:
             raise StudyError("training process(es) failed: " + "; ".join(failed))
+
+
+def ready_jobs(
+    pending: Sequence[tuple[str, list[str]]],
+    after: Mapping[str, Sequence[str]],
+    finished: set[str],
+    call: set[str],
+    slots: int,
+) -> list[tuple[str, list[str]]]:
+    """The pending jobs to start now, in order: up to ``slots`` whose prerequisites among the
+    call's jobs (``call``, their names) have all finished; a prerequisite that is not one of the
+    call's jobs counts as met."""
+    out = []
+    for job in pending:
+        if len(out) >= slots:
+            break
+        if all(n in finished for n in after.get(job[0], ()) if n in call):
+            out.append(job)
+    return out
 
 
 class _Bar:

@@ -56,7 +56,15 @@ def train(study: Study, schedule: str) -> dict[str, Any]:
     if pending and study.config.parallel_training:
         config_file = study.train_config_file()
         jobs = [(f"train_{s}", _train_args(study, config_file, s)) for s in pending]
-        study.run_processes(jobs)
+        after = {}
+        if _accuracy_alongside(study, schedules):
+            # a core the baselines leave idle samples the accuracy dataset once PS has finished;
+            # the accuracy step then finds its rows in the CSV
+            jobs.append(("accuracy_alongside", _accuracy_args(study)))
+            after["accuracy_alongside"] = ["train_ps"]
+            study.state["accuracy_alongside"] = True
+            study.save()
+        study.run_processes(jobs, after)
     elif pending:
         from ..training.trainer import Trainer
 
@@ -72,6 +80,31 @@ def _train_args(study: Study, config_file: Path, schedule: str) -> list[str]:
             str(study.config.train_threads), "--no-progress"]  # fmt: skip
     if schedule in study.config.baselines and study.config.match_budget:
         args += ["--match-budget", str(study.train_dir("ps"))]
+    return args
+
+
+def _accuracy_alongside(study: Study, schedules: Sequence[str]) -> bool:
+    """Whether the accuracy dataset is sampled beside the baselines' training: PS trained here
+    with baselines beside it, and the accuracy step not yet done."""
+    return (
+        not study.config.pretrained
+        and "ps" in schedules
+        and len(schedules) > 1
+        and not study.done("accuracy")
+    )
+
+
+def _accuracy_args(study: Study) -> list[str]:
+    """``ofabench sample-accuracy`` with the accuracy step's own settings and paths."""
+    a = study.config.accuracy
+    checkpoint = final_checkpoint(study, "ps")
+    args = ["sample-accuracy", "--checkpoint", str(checkpoint), "--config",
+            str(checkpoint.parent / "config.yaml"), "--n", str(a.n), "--out",
+            str(study.accuracy_csv), "--seed", str(a.seed), "--recal-images",
+            str(a.recal_images), "--batch-size", str(a.batch_size), "--threads",
+            str(study.config.train_threads), "--no-progress"]  # fmt: skip
+    if a.val_images is not None:
+        args += ["--val-images", str(a.val_images)]
     return args
 
 
