@@ -67,15 +67,21 @@ OFA_MBV3_STAGES = (
 class ArchConfig:
     """One subnet: per-slot kernel sizes ``ks`` and expand ratios ``e``, per-stage depths ``d``,
     input resolution ``r``. Frozen and hashable; validate it against a space with
-    :meth:`SpaceSpec.validate`."""
+    :meth:`SpaceSpec.validate`.
+
+    ``extra`` holds the genes a family has beyond ``ks/e/d/r`` (empty for MobileNetV3 and
+    ProxylessNAS, and then absent from the dict form, so their files and hashes are unchanged;
+    OFA-ResNet50: the input stem's depth and the width-multiplier indices, see
+    :mod:`ofabench.families.resnet`)."""
 
     ks: tuple[int, ...]
     e: tuple[int, ...]
     d: tuple[int, ...]
     r: int
+    extra: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("ks", "e", "d"):
+        for name in ("ks", "e", "d", "extra"):
             value = getattr(self, name)
             if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
                 raise InvalidArchError(
@@ -91,7 +97,11 @@ class ArchConfig:
 
     # -- conversions -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"ks": list(self.ks), "e": list(self.e), "d": list(self.d), "r": self.r}
+        data: dict[str, Any] = {"ks": list(self.ks), "e": list(self.e), "d": list(self.d)}
+        data["r"] = self.r
+        if self.extra:
+            data["extra"] = list(self.extra)
+        return data
 
     def to_ofa_dict(self) -> dict[str, Any]:
         """OFA's dict form, as its ``ArchManager``/``EvolutionFinder`` use it (``r`` a 1-list)."""
@@ -107,7 +117,7 @@ class ArchConfig:
             raise InvalidArchError(
                 f"an arch must be a mapping with keys ks, e, d, r; got {type(data).__name__}"
             )
-        known = {"ks", "e", "d", "r", "wid", "image_size"}
+        known = {"ks", "e", "d", "r", "wid", "image_size", "extra"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise InvalidArchError(f"unknown arch field(s) {unknown}; allowed: ks, e, d, r")
@@ -121,7 +131,7 @@ class ArchConfig:
             missing.append("r")
         if missing:
             raise InvalidArchError(f"arch is missing field(s) {missing}; required: ks, e, d, r")
-        return cls(ks=data["ks"], e=data["e"], d=data["d"], r=r)
+        return cls(ks=data["ks"], e=data["e"], d=data["d"], r=r, extra=data.get("extra", ()))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -146,7 +156,7 @@ class LayerGeom:
     """The geometry of one layer of a subnet, enough to count it and to key a latency table.
 
     ``kind`` is one of ``stem``, ``mbconv``, ``final_expand``, ``pool``, ``feature_mix``,
-    ``classifier``. ``hw`` is the input's height (= width).
+    ``classifier`` (and OFA-ResNet's ``maxpool``, ``bottleneck``). ``hw`` is the input's height (= width).
     """
 
     kind: str
@@ -636,7 +646,9 @@ def _choices(name: str, values: Any) -> tuple[int, ...]:
         isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in values
     )
     if not ok:
-        raise ConfigError(f"space field {name!r} must be a list of positive integers, got {values!r}")
+        raise ConfigError(
+            f"space field {name!r} must be a list of positive integers, got {values!r}"
+        )
     if not values:
         raise ConfigError(f"space field {name!r} must list at least one value")
     return tuple(sorted({int(v) for v in values}))

@@ -24,7 +24,12 @@ def layer_macs(layer: LayerGeom) -> int:
         return out_px * layer.in_c * layer.out_c
     if layer.kind in ("feature_mix", "classifier"):
         return layer.in_c * layer.out_c
-    return 0  # pool
+    if layer.kind == "bottleneck":
+        reduce = layer.hw * layer.hw * layer.in_c * layer.mid
+        middle = out_px * layer.mid * layer.mid * layer.kernel * layer.kernel
+        downsample = 0 if layer.residual else out_px * layer.in_c * layer.out_c
+        return reduce + middle + out_px * layer.mid * layer.out_c + downsample
+    return 0  # pool, maxpool
 
 
 def layer_params(layer: LayerGeom) -> int:
@@ -42,6 +47,11 @@ def layer_params(layer: LayerGeom) -> int:
         return layer.in_c * layer.out_c
     if layer.kind == "classifier":
         return layer.in_c * layer.out_c + layer.out_c
+    if layer.kind == "bottleneck":
+        reduce = layer.in_c * layer.mid + 2 * layer.mid
+        middle = layer.mid * layer.mid * layer.kernel * layer.kernel + 2 * layer.mid
+        downsample = 0 if layer.residual else layer.in_c * layer.out_c + 2 * layer.out_c
+        return reduce + middle + layer.mid * layer.out_c + 2 * layer.out_c + downsample
     return 0
 
 

@@ -1,0 +1,216 @@
+"""The OFA-ResNet50 shape (the reference package's ``OFAResNets``): geometry and arch forms.
+
+Facts, from ``ofa/imagenet_classification/elastic_nn/networks/ofa_resnets.py`` and
+``networks/resnets.py``: an input stem of three 3x3 conv + BN + ReLU layers (the first with
+stride 2 to ``make_divisible(64 w // 2)`` channels, the second a residual block the stem's depth
+may skip, the third to ``make_divisible(64 w)``), a 3x3/2 max pooling, four stages of bottleneck
+blocks (base depths 2/2/4/2 plus 0..2 extra, widths 256/512/1024/2048 x w, first strides
+1/2/2/2), global average pooling and a linear classifier. A block is 1x1 conv -> 3x3 conv
+(stride) -> 1x1 conv, each with BN, ReLU after the first two and after the sum; its middle width
+is ``make_divisible(round(out * e))``; a stage's first block adds a downsample branch (average
+pooling of the stride, ``ceil_mode``, then 1x1 conv + BN), the others the identity. BN eps 1e-5,
+no dropout. Width multipliers are chosen per part (stem middle, stem output, each stage).
+
+OFA's arch dict is ``{"d": [stem, s1..s4], "e": [18 ratios], "w": [6 indices]}``: ``d`` counts a
+stage's extra blocks (the stem runs its residual conv only when ``d[0]`` is the largest). In
+ofabench an arch keeps the slot layout of the other families (:class:`~ofabench.space.ArchConfig`):
+``d`` is the number of blocks a stage runs (base + extra), ``e`` an expand ratio in percent per
+slot (six slots a stage; unused slots hold the smallest ratio), ``ks`` all 3, and ``extra`` is
+``(stem blocks run (0 or 1), w_stem_mid, w_stem_out, w_1, w_2, w_3, w_4)``. Pure Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidArchError
+from ..space import ArchConfig, LayerGeom, make_divisible
+
+BASE_DEPTHS = (2, 2, 4, 2)
+STAGE_WIDTHS = (256, 512, 1024, 2048)
+STAGE_STRIDES = (1, 2, 2, 2)
+STEM_WIDTH = 64
+EXTRA_GENES = (
+    "stem_depth",
+    "w_stem_mid",
+    "w_stem_out",
+    "w_stage1",
+    "w_stage2",
+    "w_stage3",
+    "w_stage4",
+)
+
+
+@dataclass(frozen=True)
+class ResNetShape:
+    """The choices of an OFA-ResNet supernet: extra depths, expand ratios (percent), width
+    multipliers; ``width_mult`` scales every width before them (1.0: OFA's ``ofa_resnet50``)."""
+
+    width_mult: float = 1.0
+    in_channels: int = 3
+    n_classes: int = 1000
+    extra_depths: tuple[int, ...] = (0, 1, 2)
+    expand_percents: tuple[int, ...] = (20, 25, 35)
+    width_choices: tuple[float, ...] = (0.65, 0.8, 1.0)
+
+    @property
+    def max_depth(self) -> int:
+        return max(BASE_DEPTHS) + max(self.extra_depths)
+
+    @property
+    def n_slots(self) -> int:
+        return len(BASE_DEPTHS) * self.max_depth
+
+    def stage_depths(self, s: int) -> tuple[int, ...]:
+        return tuple(BASE_DEPTHS[s] + x for x in self.extra_depths)
+
+    def slots(self) -> list[int]:
+        """The slots of the supernet's blocks, in order (18 of 24 for ResNet50)."""
+        top = max(self.extra_depths)
+        return [s * self.max_depth + j for s, b in enumerate(BASE_DEPTHS) for j in range(b + top)]
+
+    def _width(self, base: int, w: int) -> int:
+        return make_divisible(base * self.width_mult * self.width_choices[w], 8)
+
+    def stem_out_channels(self, w: int) -> int:
+        return self._width(STEM_WIDTH, w)
+
+    def stem_mid_channels(self, w: int) -> int:
+        return make_divisible(self.stem_out_channels(w) // 2, 8)
+
+    def stage_channels(self, s: int, w: int) -> int:
+        return self._width(STAGE_WIDTHS[s], w)
+
+    @staticmethod
+    def mid_channels(out_channels: int, percent: int) -> int:
+        return make_divisible(round(out_channels * (percent / 100)), 8)
+
+    # -- archs -----------------------------------------------------------------------------------
+    def validate(self, arch: ArchConfig) -> ArchConfig:
+        n_w = len(self.width_choices)
+        rules = (
+            ("ks", (3,), self.n_slots),
+            ("e", self.expand_percents, self.n_slots),
+            ("extra", None, len(EXTRA_GENES)),
+        )
+        for name, allowed, length in rules:
+            values = getattr(arch, name)
+            if len(values) != length:
+                raise InvalidArchError(
+                    f"OFA-ResNet arch field {name!r} has {len(values)} entries; needs {length}"
+                )
+            for i, v in enumerate(values):
+                ok = allowed or ((0, 1) if name == "extra" and i == 0 else tuple(range(n_w)))
+                if v not in ok:
+                    what = EXTRA_GENES[i] if name == "extra" else f"{name}[{i}]"
+                    raise InvalidArchError(
+                        f"OFA-ResNet arch {what} = {v} is not allowed; allowed: {list(ok)}"
+                    )
+        if len(arch.d) != len(BASE_DEPTHS):
+            raise InvalidArchError(f"OFA-ResNet arch field 'd' needs {len(BASE_DEPTHS)} entries")
+        for s, d in enumerate(arch.d):
+            if d not in self.stage_depths(s):
+                raise InvalidArchError(
+                    f"OFA-ResNet arch d[{s}] = {d} is not allowed; allowed: "
+                    f"{list(self.stage_depths(s))} (stage base depth {BASE_DEPTHS[s]} + extra)"
+                )
+        return arch
+
+    def uniform(self, extra_depth: int, percent: int, w: int, r: int) -> ArchConfig:
+        stem_depth = int(extra_depth == max(self.extra_depths))
+        return self.validate(
+            ArchConfig(
+                ks=(3,) * self.n_slots,
+                e=(percent,) * self.n_slots,
+                d=tuple(
+                    self.stage_depths(s)[self.extra_depths.index(extra_depth)] for s in range(4)
+                ),
+                r=r,
+                extra=(stem_depth,) + (w,) * 6,
+            )
+        )
+
+    def sample(self, rng: np.random.Generator, r: int) -> ArchConfig:
+        """A random arch, as OFA samples one (the stem at its largest or smallest depth)."""
+        n_w = len(self.width_choices)
+        percents = [min(self.expand_percents)] * self.n_slots
+        for slot in self.slots():
+            percents[slot] = int(rng.choice(self.expand_percents))
+        depths = tuple(int(rng.choice(self.stage_depths(s))) for s in range(len(BASE_DEPTHS)))
+        extra = (int(rng.integers(2)), *(int(v) for v in rng.integers(n_w, size=6)))
+        return ArchConfig((3,) * self.n_slots, tuple(percents), depths, r, extra)
+
+    def to_ofa_dict(self, arch: ArchConfig) -> dict[str, Any]:
+        """OFA's ``set_active_subnet`` arguments (plus ``r``) for ``arch``."""
+        top = max(self.extra_depths)
+        return {
+            "d": [top if arch.extra[0] else min(self.extra_depths)]
+            + [d - b for d, b in zip(arch.d, BASE_DEPTHS)],
+            "e": [arch.e[slot] / 100 for slot in self.slots()],
+            "w": list(arch.extra[1:]),
+            "r": [arch.r],
+        }
+
+    def arch_from_ofa_dict(self, data: Mapping[str, Any], r: int) -> ArchConfig:
+        """An arch from OFA's dict (``d`` 5 extra depths, ``e`` 18 ratios, ``w`` 6 indices)."""
+        try:
+            d, e, w = list(data["d"]), list(data["e"]), list(data["w"])
+        except (KeyError, TypeError) as exc:
+            raise InvalidArchError(
+                "an OFA-ResNet arch dict needs d (5 depths), e (18 ratios), w (6 indices)"
+            ) from exc
+        slots = self.slots()
+        if len(d) != 5 or len(e) != len(slots) or len(w) != 6:
+            raise InvalidArchError(
+                f"an OFA-ResNet arch dict has 5 d, {len(slots)} e and 6 w entries; got "
+                f"{len(d)}, {len(e)}, {len(w)}"
+            )
+        percents = [min(self.expand_percents)] * self.n_slots
+        for slot, ratio in zip(slots, e):
+            percents[slot] = _percent(ratio)
+        depths = tuple(b + x for b, x in zip(BASE_DEPTHS, d[1:]))
+        stem = int(d[0] == max(self.extra_depths))
+        return self.validate(ArchConfig((3,) * self.n_slots, percents, depths, r, (stem, *w)))
+
+    # -- geometry --------------------------------------------------------------------------------
+    def layers(self, arch: ArchConfig) -> list[LayerGeom]:
+        """Stem convs, max pooling, bottleneck blocks, pooling, classifier of ``arch``."""
+        stem_depth, w_mid, w_out, *w_stages = arch.extra
+        mid, out_c = self.stem_mid_channels(w_mid), self.stem_out_channels(w_out)
+        hw = arch.r
+        out = [LayerGeom("stem", hw, self.in_channels, mid, kernel=3, stride=2)]
+        hw = out[-1].out_hw
+        if stem_depth:
+            out.append(LayerGeom("stem", hw, mid, mid, kernel=3, residual=True))
+        out.append(LayerGeom("stem", hw, mid, out_c, kernel=3))
+        out.append(LayerGeom("maxpool", hw, out_c, out_c, kernel=3, stride=2))
+        hw, channels = out[-1].out_hw, out_c
+        for s, depth in enumerate(arch.d):
+            width = self.stage_channels(s, w_stages[s])
+            for j in range(depth):
+                stride = STAGE_STRIDES[s] if j == 0 else 1
+                block = LayerGeom(
+                    "bottleneck",
+                    hw,
+                    channels,
+                    width,
+                    mid=self.mid_channels(width, arch.e[s * self.max_depth + j]),
+                    kernel=3,
+                    stride=stride,
+                    residual=j > 0,  # the first block of a stage has the downsample branch
+                )
+                out.append(block)
+                hw, channels = block.out_hw, width
+        out.append(LayerGeom("pool", hw, channels, channels))
+        out.append(LayerGeom("classifier", 1, channels, self.n_classes))
+        return out
+
+
+def _percent(ratio: Any) -> int:
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
+        raise InvalidArchError(f"an OFA-ResNet expand ratio is a number, got {ratio!r}")
+    return int(round(float(ratio) * 100))

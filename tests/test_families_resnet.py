@@ -1,0 +1,154 @@
+"""OFA-ResNet50 against the reference ``ofa`` package's ``OFAResNets``: the same random weights
+give the same logits (after the reference's BN statistics are recalibrated on real-looking
+images, so the logits depend on the input), the extracted static subnet equals the supernet,
+MACs and parameters equal its counters, and its arch dicts and state dicts are read."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ofabench.errors import CheckpointError, InvalidArchError
+from ofabench.families.resnet import ResNetShape
+from ofabench.latency.counting import layer_macs, layer_params
+from ofabench.space import ArchConfig
+from ofabench.supernet.ofa_resnet import OFAResNet, load_ofa_resnet_state_dict
+
+from .conftest import randomize_bn_and_transforms
+from .test_ofa_interop import assert_input_dependent, real_looking_images
+
+ofa_networks = pytest.importorskip(
+    "ofa.imagenet_classification.elastic_nn.networks",
+    reason="the reference `ofa` package is not installed (pip install ofa --no-deps)",
+)
+pytestmark = pytest.mark.usefixtures("one_thread")
+SHAPE = ResNetShape()
+SIZE = 72  # small images keep the 50-layer reference fast; 9 px maps try ceil_mode
+
+
+def reference_resnet50(seed: int = 5) -> torch.nn.Module:
+    """OFA's ``ofa_resnet50`` supernet with random weights and BN parameters, in eval mode."""
+    torch.manual_seed(seed)
+    ref = ofa_networks.OFAResNets(
+        depth_list=[0, 1, 2], expand_ratio_list=[0.2, 0.25, 0.35], width_mult_list=[0.65, 0.8, 1.0]
+    )
+    randomize_bn_and_transforms(ref)
+    return ref.eval()
+
+
+def three_archs(seed: int) -> ArchConfig:
+    if seed == 0:
+        return SHAPE.uniform(2, 35, 2, SIZE)
+    if seed == 1:
+        return SHAPE.uniform(0, 20, 0, SIZE)
+    return SHAPE.sample(np.random.default_rng(seed), SIZE)
+
+
+def set_reference_subnet(ref: torch.nn.Module, arch: ArchConfig) -> None:
+    ofa = SHAPE.to_ofa_dict(arch)
+    ref.set_active_subnet(d=ofa["d"], e=ofa["e"], w=ofa["w"])
+
+
+def recalibrate(ref: torch.nn.Module, arch: ArchConfig) -> None:
+    """The reference subnet's BN statistics recomputed on real-looking images."""
+    set_reference_subnet(ref, arch)
+    norms = [m for m in ref.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None
+    ref.train()
+    with torch.no_grad():
+        ref(real_looking_images(16, SIZE, seed=1))
+    for bn in norms:
+        bn.momentum = 0.1
+    ref.eval()
+
+
+@pytest.fixture(scope="module")
+def resnet_pair() -> tuple[torch.nn.Module, OFAResNet]:
+    ref = reference_resnet50()
+    return ref, load_ofa_resnet_state_dict(OFAResNet(SHAPE), ref.state_dict()).eval()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_resnet_same_weights_same_logits(resnet_pair, seed: int) -> None:
+    """Max, min and a sampled subnet: ofabench's supernet and its extracted static subnet give
+    the reference's logits (1e-5). Not vacuous: the logits depend on the input, and one stage at
+    another width or one block at another expand ratio changes them by far more."""
+    ref, net = resnet_pair
+    arch = three_archs(seed)
+    recalibrate(ref, arch)
+    load_ofa_resnet_state_dict(net, ref.state_dict())
+    net.set_active_subnet(arch)
+    x = real_looking_images(3, SIZE, seed=10 + seed)
+    with torch.no_grad():
+        want, got = ref(x), net.eval()(x)
+        static = net.get_active_subnet().eval()(x)
+    assert_input_dependent(want)
+    assert float((want - got).abs().max()) <= 1e-5
+    assert float((static - got).abs().max()) <= 1e-5
+    extra = list(arch.extra)
+    extra[4] = 1 if extra[4] != 1 else 2  # stage 1 at another width multiplier
+    e = list(arch.e)
+    e[6] = 25 if e[6] != 25 else 35  # the first block of stage 1 at another expand ratio
+    for wrong in (
+        ArchConfig(arch.ks, arch.e, arch.d, arch.r, tuple(extra)),
+        ArchConfig(arch.ks, tuple(e), arch.d, arch.r, arch.extra),
+    ):
+        net.set_active_subnet(wrong)
+        with torch.no_grad():
+            assert float((want - net(x)).abs().max()) > 1e-2
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_resnet_counts_equal_the_reference_counters(resnet_pair, seed: int) -> None:
+    from ofa.utils.pytorch_utils import count_net_flops, count_parameters
+
+    ref, net = resnet_pair
+    arch = three_archs(seed)
+    set_reference_subnet(ref, arch)
+    subnet = ref.get_active_subnet()
+    layers = SHAPE.layers(arch)
+    assert sum(map(layer_macs, layers)) == count_net_flops(subnet, (1, 3, SIZE, SIZE))
+    assert sum(map(layer_params, layers)) == count_parameters(subnet)
+    net.set_active_subnet(arch)
+    static = net.get_active_subnet()
+    assert sum(map(layer_params, layers)) == sum(p.numel() for p in static.parameters())
+
+
+def test_resnet_ofa_arch_dicts_round_trip() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        arch = SHAPE.sample(rng, 224)
+        ofa = SHAPE.to_ofa_dict(arch)
+        assert len(ofa["d"]) == 5 and len(ofa["e"]) == 18 and len(ofa["w"]) == 6
+        assert SHAPE.arch_from_ofa_dict(ofa, 224) == SHAPE.validate(arch)
+    with pytest.raises(InvalidArchError, match=r"d\[2\] = 7 .* allowed: \[4, 5, 6\]"):
+        SHAPE.validate(ArchConfig(arch.ks, arch.e, (2, 2, 7, 2), 224, arch.extra))
+    with pytest.raises(InvalidArchError, match="w_stage2 = 3 .* allowed: \\[0, 1, 2\\]"):
+        SHAPE.validate(ArchConfig(arch.ks, arch.e, arch.d, 224, (1, 0, 0, 0, 3, 0, 0)))
+    with pytest.raises(InvalidArchError, match="5 d, 18 e and 6 w"):
+        SHAPE.arch_from_ofa_dict({"d": [2] * 5, "e": [0.2] * 18, "w": [0] * 5}, 224)
+
+
+def test_resnet_state_dict_spellings_and_refusals(resnet_pair) -> None:
+    ref, _ = resnet_pair
+    state = ref.state_dict()
+    legacy = {f"module.{k}": v for k, v in state.items()}  # a DataParallel checkpoint
+    net = load_ofa_resnet_state_dict(OFAResNet(SHAPE), {"state_dict": legacy})
+    key = "blocks.3.conv2.conv.conv.weight"
+    assert torch.equal(net.state_dict()["blocks.3.conv2.conv.weight"], state[key])
+    narrow = ResNetShape(width_choices=(0.65, 0.8))
+    with pytest.raises(CheckpointError, match="does not fit this OFA-ResNet supernet"):
+        load_ofa_resnet_state_dict(OFAResNet(narrow), state)
+    with pytest.raises(CheckpointError, match="lacks 1 tensor"):
+        load_ofa_resnet_state_dict(OFAResNet(SHAPE), {k: v for k, v in state.items() if k != key})
+
+
+def test_mbv3_arch_dicts_carry_no_extra_field() -> None:
+    arch = ArchConfig((3,), (4,), (2,), 224)
+    assert "extra" not in arch.to_dict() and arch.to_json() == (
+        '{"ks": [3], "e": [4], "d": [2], "r": 224}'
+    )
+    assert ArchConfig.from_dict({**arch.to_dict(), "extra": [1, 2]}).extra == (1, 2)
