@@ -202,6 +202,7 @@ class SpaceSpec:
     max_depth: int = field(default=0)  # 0: max(depth_choices); set explicitly by restrict()
     family: str = DEFAULT_FAMILY
     extra_resolutions: tuple[int, ...] = ()  # accepted for evaluation, never sampled
+    width_choices: tuple[float, ...] = ()  # elastic width multipliers (OFA-ResNet50's)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(_stage(s) for s in self.stages))
@@ -210,6 +211,7 @@ class SpaceSpec:
         extra = self.extra_resolutions
         extra = _choices("extra_resolutions", extra) if extra != () and extra != [] else ()
         object.__setattr__(self, "extra_resolutions", extra)
+        object.__setattr__(self, "width_choices", _width_choices(self.width_choices))
         if any(k % 2 == 0 or k < 1 for k in self.kernel_choices):
             raise ConfigError(
                 f"kernel choices must be odd positive sizes, got {self.kernel_choices}"
@@ -302,6 +304,9 @@ class SpaceSpec:
                         f"arch field {name!r}[{i}] = {v} is not allowed in space {self.name!r}; "
                         f"allowed: {list(choices)}"
                     )
+        from .families import get_family
+
+        get_family(self.family).check_extra(self, arch)
         if arch.r not in self.resolutions and arch.r not in self.extra_resolutions:
             extra = self.extra_resolutions
             raise InvalidArchError(
@@ -326,17 +331,25 @@ class SpaceSpec:
         return self.validate(ArchConfig((ks,) * self.n_blocks, (e,) * self.n_blocks, depths, r))
 
     def max_arch(self) -> ArchConfig:
-        return self.uniform(
-            max(self.kernel_choices), max(self.expand_choices), max(self.depth_choices)
-        )
+        return self._extreme_arch(largest=True)
 
     def min_arch(self) -> ArchConfig:
-        return self.uniform(
-            min(self.kernel_choices),
-            min(self.expand_choices),
-            min(self.depth_choices),
-            min(self.resolutions),
+        return self._extreme_arch(largest=False)
+
+    def _extreme_arch(self, largest: bool) -> ArchConfig:
+        """Every choice at its largest (smallest), each stage at its own deepest (shallowest)."""
+        from .families import get_family
+
+        pick = max if largest else min
+        n = self.n_blocks
+        arch = ArchConfig(
+            (pick(self.kernel_choices),) * n,
+            (pick(self.expand_choices),) * n,
+            tuple(pick(c) for c in self.stage_depth_choices),
+            pick(self.resolutions),
+            get_family(self.family).extreme_extra(self, largest),
         )
+        return self.validate(arch)
 
     def sample(self, rng: int | np.random.Generator | None = None) -> ArchConfig:
         """A uniformly random architecture (every choice independent, as OFA samples)."""
@@ -347,8 +360,14 @@ class SpaceSpec:
                 e=tuple(int(v) for v in rng.choice(self.expand_choices, self.n_blocks)),
                 d=self._own_depths(rng.choice(self.depth_choices, self.n_stages), rng),
                 r=int(rng.choice(self.resolutions)),
+                extra=self._family().sample_extra(self, rng),
             )
         )
+
+    def _family(self) -> Any:
+        from .families import get_family
+
+        return get_family(self.family)
 
     def _fill_unused(self, arch: ArchConfig) -> ArchConfig:
         """``arch`` with the smallest kernel and expand ratio in the slots no depth runs (the
@@ -394,7 +413,8 @@ class SpaceSpec:
         d = resample(arch.d, self.depth_choices)
         if any(s.depths for s in self.stages):
             d = self._own_depths(d, rng, [a != b for a, b in zip(d, arch.d)])
-        return self._fill_unused(ArchConfig(ks=ks, e=e, d=d, r=r))
+        extra = self._family().mutate_extra(self, arch.extra, rng, prob)
+        return self._fill_unused(ArchConfig(ks=ks, e=e, d=d, r=r, extra=extra))
 
     def crossover(
         self, a: ArchConfig, b: ArchConfig, rng: int | np.random.Generator | None = None
@@ -411,6 +431,7 @@ class SpaceSpec:
             e=mix(a.e, b.e),
             d=mix(a.d, b.d),
             r=a.r if rng.random() < 0.5 else b.r,
+            extra=mix(a.extra, b.extra) if a.extra else (),
         )
 
     def restrict(
@@ -565,6 +586,10 @@ class SpaceSpec:
             data["extra_resolutions"] = list(self.extra_resolutions)
         else:
             del data["extra_resolutions"]
+        if self.width_choices:
+            data["width_choices"] = list(self.width_choices)
+        else:
+            del data["width_choices"]
         return {"schema_version": SCHEMA_VERSION, **data}
 
     @classmethod
@@ -652,6 +677,15 @@ def _choices(name: str, values: Any) -> tuple[int, ...]:
     if not values:
         raise ConfigError(f"space field {name!r} must list at least one value")
     return tuple(sorted({int(v) for v in values}))
+
+
+def _width_choices(values: Any) -> tuple[float, ...]:
+    ok = isinstance(values, (list, tuple)) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values
+    )
+    if not ok:
+        raise ConfigError(f"space field 'width_choices' must list positive numbers, got {values!r}")
+    return tuple(sorted({float(v) for v in values}))
 
 
 def _describe_values(values: tuple[int, ...]) -> str:

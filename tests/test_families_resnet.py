@@ -5,14 +5,24 @@ MACs and parameters equal its counters, and its arch dicts and state dicts are r
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from ofabench.errors import CheckpointError, InvalidArchError
+from ofabench.cli import main
+from ofabench.errors import CheckpointError, ConfigError, InvalidArchError
+from ofabench.families import get_family
 from ofabench.families.resnet import ResNetShape
 from ofabench.latency.counting import layer_macs, layer_params
-from ofabench.space import ArchConfig
+from ofabench.latency.table import arch_ops
+from ofabench.predictor.mlp import ArchEncoder
+from ofabench.search import Genome
+from ofabench.space import ArchConfig, get_space, load_arch
+from ofabench.supernet import build_supernet
 from ofabench.supernet.ofa_resnet import OFAResNet, load_ofa_resnet_state_dict
 
 from .conftest import randomize_bn_and_transforms
@@ -152,3 +162,143 @@ def test_mbv3_arch_dicts_carry_no_extra_field() -> None:
         '{"ks": [3], "e": [4], "d": [2], "r": 224}'
     )
     assert ArchConfig.from_dict({**arch.to_dict(), "extra": [1, 2]}).extra == (1, 2)
+
+
+# -- the registered family: presets, CLI, export, training, refusals ----------------------------
+SMALL = "resnet_small32_w0.25"
+
+
+def _fails(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    return err
+
+
+def test_resnet_presets_are_listed(resnet_pair, capsys: pytest.CaptureFixture[str]) -> None:
+    from ofa.utils.pytorch_utils import count_parameters
+
+    assert main(["spaces", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["spaces"]}
+    assert rows["ofa_resnet50"]["family"] == rows[SMALL]["family"] == "resnet"
+    assert rows["ofa_resnet50"]["stage_channels"] == [256, 512, 1024, 2048]
+    assert rows["ofa_resnet50"]["supernet_params"] == count_parameters(resnet_pair[0])
+    space = get_space("ofa_resnet50")
+    assert ResNetShape.from_space(space) == SHAPE
+    assert get_space("ofa_mbv3_w1.0").max_arch().extra == ()
+    assert "width_choices" not in get_space("ofa_mbv3_w1.0").to_dict()
+
+
+def test_resnet_space_supernet_loads_an_ofa_checkpoint_file(resnet_pair, tmp_path: Path) -> None:
+    """Through the seam (space preset, checkpoint reader, family dispatch of the importer): a
+    sampled arch of the space gives the reference's logits."""
+    from ofabench.supernet.checkpoint import load_supernet
+
+    ref, _ = resnet_pair
+    space = dataclasses.replace(get_space("ofa_resnet50"), resolutions=(SIZE,))  # same weights
+    arch = space.sample(3)
+    ofa = get_family("resnet").to_ofa_dict(space, arch)
+    assert space.validate(ofa) == arch  # OFA's dict form reads back
+    recalibrate(ref, arch)
+    torch.save({"state_dict": ref.state_dict()}, tmp_path / "ofa_resnet50.pth")
+    net = load_supernet(tmp_path / "ofa_resnet50.pth", space).eval()
+    net.set_active_subnet(arch)
+    x = real_looking_images(2, SIZE, seed=4)
+    with torch.no_grad():
+        want, got = ref(x), net(x)
+    assert_input_dependent(want)
+    assert float((want - got).abs().max()) <= 1e-5
+    with pytest.raises(CheckpointError, match=r"OFA-ResNet50 supernet \(family 'resnet'\)"):
+        load_supernet(tmp_path / "ofa_resnet50.pth", get_space("ofa_mbv3_w1.0"))
+
+
+def test_resnet_count_reads_ofa_dicts_and_net_configs(
+    resnet_pair, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ofa.utils.pytorch_utils import count_net_flops
+
+    ref, _ = resnet_pair
+    space = get_space("ofa_resnet50")
+    arch = space.validate({**space.sample(11).to_dict(), "extra": [1, 0, 1, 2, 0, 1, 2]})
+    set_reference_subnet(ref, arch)
+    subnet = ref.get_active_subnet()
+    want = count_net_flops(subnet, (1, 3, 160, 160))
+    ofa = {**get_family("resnet").to_ofa_dict(space, arch), "r": 160}
+    (tmp_path / "net.config").write_text(json.dumps(subnet.config))
+    (tmp_path / "run.config").write_text(json.dumps({"image_size": 160}))
+    for given in (json.dumps(ofa), str(tmp_path / "net.config")):
+        assert main(["count", "--space", "ofa_resnet50", "--arch", given, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["macs"] == want
+    got = load_arch(tmp_path / "net.config")  # family and space detected from the blocks
+    assert got.d == arch.d and got.extra[3:] == arch.extra[3:] and got.r == 160
+    err = _fails(
+        capsys, ["count", "--space", "ofa_mbv3_w1.0", "--arch", str(tmp_path / "net.config")]
+    )
+    assert "OFA-ResNet50 network (family 'resnet')" in err and "--space ofa_resnet50" in err
+    err = _fails(
+        capsys, ["count", "--space", "ofa_resnet50", "--arch", '{"d": [2,2,2,2,2], "r": 160}']
+    )
+    assert "OFA-ResNet arch dict needs" in err
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_resnet_exports(fmt: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A sampled subnet of the small preset, checked in ONNX Runtime / LiteRT against PyTorch
+    (the export command's own comparison)."""
+    arch = get_space(SMALL).sample(2).to_json()
+    out = tmp_path / f"net.{fmt}"
+    argv = ["export", "--space", SMALL, "--arch", arch, "--format", fmt, "--out", str(out)]
+    assert main([*argv, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert out.stat().st_size > 10_000 and report["max_abs_diff"] <= 1e-4
+
+
+def test_resnet_trains_one_stage_on_digits_and_evaluates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One short stage with every dimension elastic (widths too); a stage that fixes the depth
+    (OFA's progressive shrinking) is refused in one line."""
+    pytest.importorskip("sklearn")
+    from ofabench.supernet.checkpoint import load_supernet
+    from ofabench.training import Trainer, config_from_dict
+
+    from .test_training import tiny_config
+
+    cfg = config_from_dict(tiny_config(["no_ps"], space=SMALL))
+    history = Trainer(cfg, tmp_path).run()
+    assert [row["stage"] for row in history] == ["no_ps"]
+    ckpt = tmp_path / "no_ps.pt"
+    net = load_supernet(ckpt, get_space(SMALL))
+    fresh = build_supernet(get_space(SMALL))
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(net.state_dict().values(), fresh.state_dict().values())
+    )
+    argv = ["eval", "--checkpoint", str(ckpt), "--space", SMALL, "--data", "digits"]
+    assert main([*argv, "--arch", "min", "--recal-images", "16", "--json"]) == 0
+    assert 0.0 <= json.loads(capsys.readouterr().out)["val_acc"] <= 1.0
+    with pytest.raises(ConfigError, match="stage 'full': space family 'resnet' .* progressive"):
+        Trainer(config_from_dict(tiny_config(["full"], space=SMALL)), tmp_path / "b").run()
+
+
+def test_resnet_refuses_what_it_cannot_do_yet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _fails(
+        capsys,
+        ["profile", "--device", "cpu-torch", "--space", SMALL, "--out", str(tmp_path / "t.json")],
+    )
+    assert "space family 'resnet' (OFA-ResNet50) does not support latency tables" in err
+    space = get_space(SMALL)
+    message = r"space family 'resnet' \(OFA-ResNet50\) does not support {} yet"
+    for make, what in (
+        (lambda: Genome(space), "search"),
+        (lambda: ArchEncoder(space), "accuracy-predictor encoding"),
+        (lambda: arch_ops(space, space.max_arch()), "latency tables and profiling"),
+        (
+            lambda: get_family("resnet").to_net_config(space, space.max_arch()),
+            "writing an OFA net.config",
+        ),
+    ):
+        with pytest.raises(ConfigError, match=message.format(what)):
+            make()

@@ -10,6 +10,7 @@ family      OFA supernet                                     presets
 ==========  ===============================================  ==================================
 mbv3        ``OFAMobileNetV3`` (SE, h-swish, final expand)   ofa_mbv3_w1.0, ofa_mbv3_w1.2, small32…
 proxyless   ``OFAProxylessNASNets`` (ReLU6, no SE)           ofa_proxyless_d234_e346_k357_w1.3…
+resnet      ``OFAResNets`` (bottlenecks, elastic widths)      ofa_resnet50, resnet_small32_w0.25
 ==========  ===============================================  ==================================
 
 Families register by name (:func:`register_family`, refusing a taken name); third parties add one
@@ -39,6 +40,7 @@ ENTRY_POINT_GROUP = "ofabench.space_families"
 BUILTIN_FAMILIES = {
     "mbv3": "ofabench.families.mbv3:MobileNetV3Family",
     "proxyless": "ofabench.families.proxyless:ProxylessFamily",
+    "resnet": "ofabench.families.resnet:ResNetFamily",
 }
 MBCONV_NAMES = frozenset({"MBConvLayer", "MBInvertedConvLayer"})  # the second: older OFA files
 
@@ -57,6 +59,39 @@ class SpaceFamily(ABC):
     """The flags after ``idskip`` in a block's LUT key."""
     ofa_top_level: ClassVar[Mapping[str, str]] = {}
     """OFA module path (normalised) -> ofabench module path, outside the blocks."""
+    unsupported: ClassVar[Mapping[str, str]] = {}
+    """Features the family lacks yet (``lut``, ``predictor``, ``search``, ``shrinking``) -> what
+    to say; :meth:`require` refuses them in one line."""
+
+    def require(self, feature: str) -> None:
+        """ConfigError naming the family and ``feature`` if the family does not support it."""
+        if feature in self.unsupported:
+            raise ConfigError(
+                f"space family {self.name!r} ({self.title}) does not support "
+                f"{self.unsupported[feature]} yet"
+            )
+
+    # -- genes beyond ks/e/d/r (ArchConfig.extra); none by default -------------------------------
+    def check_extra(self, space: SpaceSpec, arch: ArchConfig) -> None:
+        """InvalidArchError if ``arch.extra`` does not fit ``space`` (called by ``validate``)."""
+        if arch.extra:
+            raise InvalidArchError(
+                f"space {space.name!r} ({self.title}) has no extra arch genes; got extra "
+                f"{list(arch.extra)}"
+            )
+
+    def extreme_extra(self, space: SpaceSpec, largest: bool) -> tuple[int, ...]:
+        """The extra genes of the largest (or smallest) subnet."""
+        return ()
+
+    def sample_extra(self, space: SpaceSpec, rng: Any) -> tuple[int, ...]:
+        """Random extra genes (draws nothing from ``rng`` when the family has none)."""
+        return ()
+
+    def mutate_extra(
+        self, space: SpaceSpec, extra: tuple[int, ...], rng: Any, prob: float
+    ) -> tuple[int, ...]:
+        return extra
 
     # -- the space side (pure Python) -----------------------------------------------------------
     @abstractmethod
@@ -102,6 +137,12 @@ class SpaceFamily(ABC):
     @abstractmethod
     def build_op(self, spec: OpSpec) -> nn.Module:
         """A plain torch module computing one latency-table op (random weights)."""
+
+    def load_ofa_state_dict(self, model: nn.Module, state_dict: Mapping[str, Any]) -> nn.Module:
+        """Load a reference-OFA state dict of this family's supernet into ``model``."""
+        from ..supernet.ofa_import import load_mbconv_state_dict
+
+        return load_mbconv_state_dict(model, state_dict)
 
     def default_space(self) -> SpaceSpec:
         return next(iter(self.presets().values()))()

@@ -21,14 +21,27 @@ slot (six slots a stage; unused slots hold the smallest ratio), ``ks`` all 3, an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InvalidArchError
-from ..space import ArchConfig, LayerGeom, make_divisible
+from ..space import (
+    OFA_EVAL_RESOLUTIONS,
+    ArchConfig,
+    LayerGeom,
+    SpaceSpec,
+    StageSpec,
+    make_divisible,
+)
+from . import SpaceFamily, register_family
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..latency.table import OpSpec
 
 BASE_DEPTHS = (2, 2, 4, 2)
 STAGE_WIDTHS = (256, 512, 1024, 2048)
@@ -56,6 +69,17 @@ class ResNetShape:
     extra_depths: tuple[int, ...] = (0, 1, 2)
     expand_percents: tuple[int, ...] = (20, 25, 35)
     width_choices: tuple[float, ...] = (0.65, 0.8, 1.0)
+
+    @classmethod
+    def from_space(cls, space: SpaceSpec) -> ResNetShape:
+        return cls(
+            width_mult=space.width_mult,
+            in_channels=space.in_channels,
+            n_classes=space.n_classes,
+            extra_depths=tuple(d - BASE_DEPTHS[0] for d in space.stage_depth_choices[0]),
+            expand_percents=space.expand_choices,
+            width_choices=space.width_choices,
+        )
 
     @property
     def max_depth(self) -> int:
@@ -214,3 +238,171 @@ def _percent(ratio: Any) -> int:
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
         raise InvalidArchError(f"an OFA-ResNet expand ratio is a number, got {ratio!r}")
     return int(round(float(ratio) * 100))
+
+
+# -- the family ------------------------------------------------------------------------------------
+RESNET_STAGES = tuple(
+    StageSpec(width, stride, "relu", False, depths=tuple(b + x for x in (0, 1, 2)))
+    for width, stride, b in zip(STAGE_WIDTHS, STAGE_STRIDES, BASE_DEPTHS)
+)
+_NOT_YET = "{} (only counting, export, evaluation and training with every dimension elastic)"
+
+
+def resnet_space(name: str = "ofa_resnet50", width_mult: float = 1.0, **changes: Any) -> SpaceSpec:
+    """OFA's ``ofa_resnet50`` space (expand 0.2/0.25/0.35 as percent, widths 0.65/0.8/1.0)."""
+    fields: dict[str, Any] = {
+        "name": name,
+        "family": "resnet",
+        "width_mult": width_mult,
+        "stem_width": STEM_WIDTH,
+        "first_block_width": STEM_WIDTH,
+        "stages": RESNET_STAGES,
+        "final_expand_width": 0,
+        "feature_mix_width": 0,
+        "kernel_choices": (3,),
+        "expand_choices": (20, 25, 35),
+        "depth_choices": (2, 3, 4),
+        "max_depth": max(BASE_DEPTHS) + 2,
+        "dropout": 0.0,
+        "extra_resolutions": OFA_EVAL_RESOLUTIONS,
+        "width_choices": (0.65, 0.8, 1.0),
+    }
+    return SpaceSpec(**{**fields, **changes})
+
+
+@register_family
+class ResNetFamily(SpaceFamily):
+    name = "resnet"
+    title = "OFA-ResNet50"
+    unsupported = {
+        "lut": "latency tables and profiling",
+        "predictor": "accuracy-predictor encoding",
+        "search": "search",
+        "shrinking": "progressive-shrinking stages that fix kernel, depth or expand ratio",
+        "net_config": "writing an OFA net.config",
+    }
+
+    def presets(self) -> Mapping[str, Callable[[], SpaceSpec]]:
+        return {
+            "ofa_resnet50": resnet_space,
+            # for 28-32 px grey data sets, like proxyless_small32_w0.5
+            "resnet_small32_w0.25": lambda: resnet_space(
+                "resnet_small32_w0.25",
+                0.25,
+                in_channels=1,
+                n_classes=10,
+                resolutions=(24, 28, 32),
+                extra_resolutions=(),
+            ),
+        }
+
+    def layers(self, space: SpaceSpec, arch: ArchConfig) -> list[LayerGeom]:
+        return ResNetShape.from_space(space).layers(arch)
+
+    def check_extra(self, space: SpaceSpec, arch: ArchConfig) -> None:
+        ResNetShape.from_space(space).validate(arch)
+
+    def extreme_extra(self, space: SpaceSpec, largest: bool) -> tuple[int, ...]:
+        w = len(space.width_choices) - 1 if largest else 0
+        return (int(largest),) + (w,) * 6
+
+    def sample_extra(self, space: SpaceSpec, rng: Any) -> tuple[int, ...]:
+        widths = rng.integers(len(space.width_choices), size=6)
+        return (int(rng.integers(2)), *(int(v) for v in widths))
+
+    def mutate_extra(
+        self, space: SpaceSpec, extra: tuple[int, ...], rng: Any, prob: float
+    ) -> tuple[int, ...]:
+        fresh = self.sample_extra(space, rng)
+        hit = rng.random(len(extra)) < prob
+        return tuple(f if h else v for v, f, h in zip(extra, fresh, hit))
+
+    def claims_net_config(self, config: Mapping[str, Any]) -> bool:
+        """OFA's ``ResNets`` configs: an input stem and bottleneck blocks."""
+        blocks = config.get("blocks")
+        return isinstance(config.get("input_stem"), list) and isinstance(blocks, list)
+
+    def arch_from_net_config(
+        self, space: SpaceSpec, config: Mapping[str, Any], r: int
+    ) -> ArchConfig:
+        return _arch_from_net_config(ResNetShape.from_space(space), space, config, r)
+
+    def arch_from_dict(self, space: SpaceSpec, data: Any) -> ArchConfig:
+        """ofabench's form (``ks/e/d/r/extra``) or OFA's (``d/e/w`` + ``r``)."""
+        if isinstance(data, Mapping) and "ks" not in data:
+            r = data.get("r", data.get("image_size"))
+            if isinstance(r, list) and len(r) == 1:
+                r = r[0]
+            if r is None:
+                raise InvalidArchError("an OFA-ResNet arch dict needs r (the input resolution)")
+            return ResNetShape.from_space(space).arch_from_ofa_dict(data, r)
+        return ArchConfig.from_dict(data)
+
+    def to_ofa_dict(self, space: SpaceSpec, arch: ArchConfig) -> dict[str, Any]:
+        return ResNetShape.from_space(space).to_ofa_dict(space.validate(arch))
+
+    def to_net_config(self, space: SpaceSpec, arch: ArchConfig) -> dict[str, Any]:
+        self.require("net_config")
+        raise AssertionError("unreachable")
+
+    def supernet(self, space: SpaceSpec) -> nn.Module:
+        from ..supernet.ofa_resnet import OFAResNet
+
+        return OFAResNet(ResNetShape.from_space(space), space)
+
+    def static_network(self, space: SpaceSpec, arch: ArchConfig) -> nn.Module:
+        from ..supernet.ofa_resnet import ResNet
+
+        return ResNet(space.layers(arch))
+
+    def build_op(self, spec: OpSpec) -> nn.Module:
+        self.require("lut")
+        raise AssertionError("unreachable")
+
+    def load_ofa_state_dict(self, model: nn.Module, state_dict: Mapping[str, Any]) -> nn.Module:
+        from ..supernet.ofa_resnet import load_ofa_resnet_state_dict
+
+        return load_ofa_resnet_state_dict(model, state_dict)
+
+
+def _arch_from_net_config(
+    shape: ResNetShape, space: SpaceSpec, config: Mapping[str, Any], r: int
+) -> ArchConfig:
+    """The arch of an OFA ``ResNets`` net.config: the stem's length gives its depth, its widths
+    and each stage's (blocks grouped by output width) the width indices."""
+    stem, blocks = config.get("input_stem"), config.get("blocks")
+    if not isinstance(stem, list) or len(stem) not in (2, 3) or not isinstance(blocks, list):
+        raise InvalidArchError("an OFA-ResNet net.config needs input_stem (2 or 3 layers), blocks")
+    n_w = range(len(shape.width_choices))
+    try:
+        mid = _layer(stem[0])["out_channels"]
+        out = _layer(stem[-1])["out_channels"]
+        w_mid = next(i for i in n_w if shape.stem_mid_channels(i) == mid)
+        w_out = next(i for i in n_w if shape.stem_out_channels(i) == out)
+        stages: list[list[Mapping[str, Any]]] = []
+        for block in blocks:
+            if not stages or block["out_channels"] != stages[-1][0]["out_channels"]:
+                stages.append([])
+            stages[-1].append(block)
+        if len(stages) != len(BASE_DEPTHS):
+            raise InvalidArchError(f"{len(stages)} stages of blocks (by output width), not 4")
+        widths = [
+            next(i for i in n_w if shape.stage_channels(s, i) == g[0]["out_channels"])
+            for s, g in enumerate(stages)
+        ]
+        e = [min(shape.expand_percents)] * shape.n_slots
+        for s, group in enumerate(stages):
+            for j, block in enumerate(group):
+                e[s * shape.max_depth + j] = _percent(block["expand_ratio"])
+    except (KeyError, TypeError, StopIteration) as exc:
+        raise InvalidArchError(
+            f"net.config does not fit space {space.name!r} (OFA-ResNet widths "
+            f"{list(shape.width_choices)} x {space.width_mult:g}): {type(exc).__name__} {exc}"
+        ) from exc
+    depths = tuple(len(g) for g in stages)
+    arch = ArchConfig((3,) * shape.n_slots, e, depths, r, (len(stem) - 2, w_mid, w_out, *widths))
+    return space.validate(arch)
+
+
+def _layer(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    return config["conv"] if config.get("name") == "ResidualBlock" else config

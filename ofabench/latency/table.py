@@ -230,6 +230,9 @@ def _parse_shape(key: str, text: str) -> tuple[int, int]:
 
 def arch_ops(space: SpaceSpec, arch: ArchConfig) -> list[OpSpec]:
     """The latency-table keys of every layer ``arch`` runs, stem to classifier."""
+    from ..families import family_of
+
+    family_of(space).require("lut")
     return [OpSpec.from_layer(layer, space.family) for layer in space.layers(arch)]
 
 
@@ -252,6 +255,9 @@ class ResolutionOps:
 def resolution_ops(space: SpaceSpec, resolution: int) -> ResolutionOps:
     """Enumerate the ops of ``space`` at ``resolution``. A block's input shape depends on its slot
     (stage, first slot or not), never on earlier choices, so deepest uniform archs suffice."""
+    from ..families import family_of
+
+    family_of(space).require("lut")
     depths = tuple(max(c) for c in space.stage_depth_choices)
     fixed: tuple[OpSpec, ...] = ()
     blocks: dict[tuple[int, int, int], OpSpec] = {}
@@ -584,8 +590,8 @@ def _table_from_dict(cls: type[LatencyTable], data: Any) -> LatencyTable:
         table.add(key, LatencyEntry.from_dict(value))
     for r, scoped in data.get("resolution_entries", {}).items():
         for key, value in scoped.items():
-            table._scoped.setdefault(int(r), {})[OpSpec.parse(key, table.family).key] = LatencyEntry.from_dict(
-                value
+            table._scoped.setdefault(int(r), {})[OpSpec.parse(key, table.family).key] = (
+                LatencyEntry.from_dict(value)
             )
     return table
 

@@ -67,6 +67,9 @@ class ArchEncoder:
     """
 
     def __init__(self, space: SpaceSpec, resolution_encoding: str = "onehot") -> None:
+        from ..families import family_of
+
+        family_of(space).require("predictor")
         if resolution_encoding not in RESOLUTION_ENCODINGS:
             raise ConfigError(
                 f"unknown resolution encoding {resolution_encoding!r}; "

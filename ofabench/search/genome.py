@@ -19,6 +19,9 @@ class Genome:
     """
 
     def __init__(self, space: SpaceSpec) -> None:
+        from ..families import family_of
+
+        family_of(space).require("search")
         self.space = space
         nb, ns = space.n_blocks, space.n_stages
         self.groups = (
@@ -126,7 +129,9 @@ class Genome:
         """Depth values -> indices where some stage has its own depth choices."""
         columns = [
             _lookup(lut, depths[:, s], "d", choices)
-            for s, (lut, choices) in enumerate(zip(self._stage_luts, self.space.stage_depth_choices))
+            for s, (lut, choices) in enumerate(
+                zip(self._stage_luts, self.space.stage_depth_choices)
+            )
         ]
         return np.stack(columns, axis=1)
 

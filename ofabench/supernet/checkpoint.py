@@ -38,7 +38,8 @@ def save_supernet(net: OFAMobileNetV3, path: str | Path, **extra: Any) -> None:
 
 def _looks_like_ofa(state_dict: Mapping[str, torch.Tensor]) -> bool:
     return any(
-        normalize_ofa_key(k).startswith(("first_conv.", "feature_mix_layer.")) for k in state_dict
+        normalize_ofa_key(k).startswith(("first_conv.", "feature_mix_layer.", "input_stem."))
+        for k in state_dict
     )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
-from ..families import get_family
+from ..families import BUILTIN_FAMILIES, get_family
 from .ofa_mbv3 import OFAMobileNetV3
 
 _COLLAPSIBLE = {"conv", "bn", "linear"}
@@ -88,7 +88,7 @@ def convert_ofa_state_dict(
     target = model.state_dict()
     converted: dict[str, torch.Tensor] = {}
     state_dict = unwrap_state_dict(state_dict)
-    _check_family(state_dict, model.space.family, model.space.name)
+    check_family(state_dict, model.space.family, model.space.name)
     for key, tensor in state_dict.items():
         name = ofa_key_to_ofabench(key, model.space.family)
         if name not in target:
@@ -110,11 +110,18 @@ def convert_ofa_state_dict(
     return converted
 
 
-def _check_family(state_dict: Mapping[str, torch.Tensor], family: str, space: str) -> None:
-    """An OFA-MobileNetV3 checkpoint has a final expand layer, an OFA-ProxylessNAS one has not:
-    loading one into the other's space is one line naming both."""
-    found = "mbv3" if any("final_expand_layer." in k for k in state_dict) else "proxyless"
-    if found != family and family in ("mbv3", "proxyless"):
+def ofa_checkpoint_family(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """The family of an OFA supernet's state dict: OFA-ResNet has an input stem,
+    OFA-MobileNetV3 a final expand layer, OFA-ProxylessNAS neither."""
+    if any(k.startswith(("input_stem.", "module.input_stem.")) for k in state_dict):
+        return "resnet"
+    return "mbv3" if any("final_expand_layer." in k for k in state_dict) else "proxyless"
+
+
+def check_family(state_dict: Mapping[str, torch.Tensor], family: str, space: str) -> None:
+    """Loading one family's OFA checkpoint into another's space is one line naming both."""
+    found = ofa_checkpoint_family(state_dict)
+    if found != family and family in BUILTIN_FAMILIES:
         raise CheckpointError(
             f"the OFA checkpoint is an {get_family(found).title} supernet (family {found!r}) but "
             f"space {space!r} is {get_family(family).title} (family {family!r}); pass a space of "
@@ -130,7 +137,15 @@ def _optional_keys(target: Mapping[str, torch.Tensor]) -> set[str]:
 def load_ofa_state_dict(
     model: OFAMobileNetV3, state_dict: Mapping[str, torch.Tensor]
 ) -> OFAMobileNetV3:
-    """Load an OFA state dict (any spelling) into ``model`` in place and return it."""
+    """Load an OFA state dict (any spelling) into ``model`` in place and return it (through
+    the model's space family: :meth:`SpaceFamily.load_ofa_state_dict`)."""
+    return get_family(model.space.family).load_ofa_state_dict(model, state_dict)
+
+
+def load_mbconv_state_dict(
+    model: OFAMobileNetV3, state_dict: Mapping[str, torch.Tensor]
+) -> OFAMobileNetV3:
+    """Load an OFA state dict of an MBConv family (MobileNetV3, ProxylessNAS) into ``model``."""
     model.load_state_dict(convert_ofa_state_dict(model, state_dict), strict=False)
     return model
 

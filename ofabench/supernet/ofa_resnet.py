@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 from ..families.resnet import BASE_DEPTHS, STAGE_STRIDES, ResNetShape
-from ..space import ArchConfig, LayerGeom
+from ..space import ArchConfig, LayerGeom, SpaceSpec
 
 BN_EPS = 1e-5
 
@@ -113,9 +113,10 @@ class ResNet(nn.Module):
 class OFAResNet(nn.Module):
     """OFA's ``OFAResNets``: elastic depth, expand ratio and width multipliers."""
 
-    def __init__(self, shape: ResNetShape | None = None) -> None:
+    def __init__(self, shape: ResNetShape | None = None, space: SpaceSpec | None = None) -> None:
         super().__init__()
         self.shape = shape = shape or ResNetShape()
+        self.space = space  # the space it was built for (None: a bare shape)
         widest = len(shape.width_choices) - 1
         mid, out_c = shape.stem_mid_channels(widest), shape.stem_out_channels(widest)
         self.input_stem = nn.ModuleList(
@@ -139,8 +140,13 @@ class OFAResNet(nn.Module):
         self.block_slots = shape.slots()
         self.arch = shape.uniform(top, max(shape.expand_percents), widest, 224)
 
-    def set_active_subnet(self, arch: ArchConfig) -> ArchConfig:
-        self.arch = self.shape.validate(arch)
+    def set_active_subnet(self, arch: ArchConfig | Mapping) -> ArchConfig:
+        if self.space is not None:
+            self.arch = self.space.validate(arch)
+        elif isinstance(arch, ArchConfig):
+            self.arch = self.shape.validate(arch)
+        else:
+            raise CheckpointError("a supernet built without a space takes ArchConfig archs only")
         return self.arch
 
     def active_blocks(self) -> list[tuple[int, int, int, int]]:

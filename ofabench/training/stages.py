@@ -174,6 +174,13 @@ class Stage:
             except ValueError as exc:
                 raise ConfigError(f"stage {self.name!r}: {exc}") from exc
             return space.restrict(resolutions=(self.arch.r,))
+        from ..families import family_of
+
+        if (self.kernel, self.depth, self.expand) != ("all", "all", "all") or self.sort_channels:
+            try:
+                family_of(space).require("shrinking")
+            except ConfigError as exc:
+                raise ConfigError(f"stage {self.name!r}: {exc}") from exc
         try:
             return space.restrict(
                 kernel_choices=resolve_choices(self.kernel, space.kernel_choices),
