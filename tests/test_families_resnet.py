@@ -21,7 +21,7 @@ from ofabench.latency.counting import layer_macs, layer_params
 from ofabench.latency.table import arch_ops
 from ofabench.predictor.mlp import ArchEncoder
 from ofabench.search import Genome
-from ofabench.space import ArchConfig, get_space, load_arch
+from ofabench.space import ArchConfig, SpaceSpec, get_space, load_arch
 from ofabench.supernet import build_supernet
 from ofabench.supernet.ofa_resnet import OFAResNet, load_ofa_resnet_state_dict
 
@@ -185,6 +185,8 @@ def test_resnet_presets_are_listed(resnet_pair, capsys: pytest.CaptureFixture[st
     assert rows["ofa_resnet50"]["supernet_params"] == count_parameters(resnet_pair[0])
     space = get_space("ofa_resnet50")
     assert ResNetShape.from_space(space) == SHAPE
+    again = SpaceSpec.from_dict(json.loads(json.dumps(space.to_dict())))  # a space file
+    assert again == space and again.fingerprint() == space.fingerprint()
     assert get_space("ofa_mbv3_w1.0").max_arch().extra == ()
     assert "width_choices" not in get_space("ofa_mbv3_w1.0").to_dict()
 

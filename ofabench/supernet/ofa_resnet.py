@@ -39,7 +39,9 @@ class ConvBN(nn.Module):
     def elastic(self, x: torch.Tensor, out_c: int) -> torch.Tensor:
         """The layer on its first ``out_c`` filters and the input's channels."""
         conv, bn = self.conv, self.bn
-        weight = conv.weight[:out_c, : x.shape[1]]
+        weight = conv.weight
+        if weight.shape[:2] != (out_c, x.shape[1]):
+            weight = weight[:out_c, : x.shape[1]].contiguous()
         x = F.conv2d(x, weight, None, conv.stride, conv.padding)
         factor = 0.0
         if bn.training:
@@ -55,7 +57,7 @@ class ConvBN(nn.Module):
             factor,
             bn.eps,
         )
-        return F.relu(x) if self.act else x
+        return F.relu(x, inplace=True) if self.act else x
 
 
 class Bottleneck(nn.Module):
@@ -82,7 +84,7 @@ class Bottleneck(nn.Module):
         down = self.downsample
         short = x if down is None else down.elastic(self._shortcut(x), out_c)
         y = self.conv3.elastic(self.conv2.elastic(self.conv1.elastic(x, mid), mid), out_c)
-        return F.relu(y + short)
+        return F.relu(y + short, inplace=True)
 
 
 class ResNet(nn.Module):
