@@ -435,6 +435,10 @@ BAD_INPUTS: dict[str, tuple[Callable[[Files, Files], list[str]], str]] = {
     "validate --table a folder": (lambda f, b: ["validate", "--device", str(f["dev.yaml"]), *S,
                                                 "--table", str(f["folder"]), "--out",
                                                 str(f["root"] / "v")], "folder"),
+    "noise --rounds 3": (lambda f, b: ["noise", "--device", str(f["dev.yaml"]), *S, "--rounds",
+                                       "3"], "rounds >= 4"),
+    "noise, unknown device": (lambda f, b: ["noise", "--device", "no-such-device", *S],
+                              "no-such-device"),
 }  # fmt: skip
 
 
