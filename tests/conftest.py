@@ -72,3 +72,27 @@ TINY_SPACE = {
     "dropout": 0.0,
     "max_depth": 2,
 }
+
+
+def randomize_biases(net: torch.nn.Module, low: float = -0.3, high: float = 0.3) -> None:
+    """Every ``*.bias`` parameter drawn uniformly (zero biases would hide a wrong mapping)."""
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            if name.endswith(".bias"):
+                param.uniform_(low, high)
+
+
+def recalibrate_bn(net: torch.nn.Module, images: torch.Tensor) -> None:
+    """``net``'s BN statistics recomputed on ``images`` (cumulative average), then eval mode:
+    random running statistics alone make a deep network's logits input-independent, and an
+    output-equality check on such logits could not fail."""
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None
+    net.train()
+    with torch.no_grad():
+        net(images)
+    for bn in norms:
+        bn.momentum = 0.1
+    net.eval()

@@ -25,7 +25,7 @@ from ofabench.space import get_space, list_spaces, load_arch
 from ofabench.supernet import OFAProxylessNASNet, build_static, build_supernet
 from ofabench.supernet.ofa_import import load_ofa_state_dict
 
-from .conftest import randomize_bn_and_transforms
+from .conftest import randomize_biases, randomize_bn_and_transforms, recalibrate_bn
 from .test_ofa_interop import assert_input_dependent, real_looking_images
 
 PROXYLESS = "ofa_proxyless_d234_e346_k357_w1.3"
@@ -49,10 +49,7 @@ def reference_proxyless(width: float = 1.3, seed: int = 3) -> torch.nn.Module:
         width_mult=width, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4]
     )
     randomize_bn_and_transforms(ref)
-    with torch.no_grad():
-        for name, param in ref.named_parameters():
-            if name.endswith(".bias"):
-                param.uniform_(-0.3, 0.3)
+    randomize_biases(ref)
     return ref.eval()
 
 
@@ -66,16 +63,7 @@ def recalibrate(ref: torch.nn.Module, space, arch, size: int) -> None:
     """The reference subnet's BN statistics recomputed on real-looking images (random running
     statistics alone make the deep network's logits input-independent)."""
     set_reference_subnet(ref, space, arch)
-    norms = [m for m in ref.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for bn in norms:
-        bn.reset_running_stats()
-        bn.momentum = None
-    ref.train()
-    with torch.no_grad():
-        ref(real_looking_images(16, size, seed=1))
-    for bn in norms:
-        bn.momentum = 0.1
-    ref.eval()
+    recalibrate_bn(ref, real_looking_images(16, size, seed=1))
 
 
 @pytest.fixture(scope="module")

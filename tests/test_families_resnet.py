@@ -25,7 +25,7 @@ from ofabench.space import ArchConfig, SpaceSpec, get_space, load_arch
 from ofabench.supernet import build_supernet
 from ofabench.supernet.ofa_resnet import OFAResNet, load_ofa_resnet_state_dict
 
-from .conftest import randomize_bn_and_transforms
+from .conftest import randomize_bn_and_transforms, recalibrate_bn
 from .test_ofa_interop import assert_input_dependent, real_looking_images
 
 ofa_networks = pytest.importorskip(
@@ -63,16 +63,7 @@ def set_reference_subnet(ref: torch.nn.Module, arch: ArchConfig) -> None:
 def recalibrate(ref: torch.nn.Module, arch: ArchConfig) -> None:
     """The reference subnet's BN statistics recomputed on real-looking images."""
     set_reference_subnet(ref, arch)
-    norms = [m for m in ref.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for bn in norms:
-        bn.reset_running_stats()
-        bn.momentum = None
-    ref.train()
-    with torch.no_grad():
-        ref(real_looking_images(16, SIZE, seed=1))
-    for bn in norms:
-        bn.momentum = 0.1
-    ref.eval()
+    recalibrate_bn(ref, real_looking_images(16, SIZE, seed=1))
 
 
 @pytest.fixture(scope="module")

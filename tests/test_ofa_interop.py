@@ -14,7 +14,7 @@ from ofabench.supernet import OFAMobileNetV3
 from ofabench.supernet.checkpoint import load_supernet, save_supernet
 from ofabench.supernet.ofa_import import load_ofa_state_dict, normalize_ofa_key, ofa_key_to_ofabench
 
-from .conftest import randomize_bn_and_transforms
+from .conftest import randomize_biases, randomize_bn_and_transforms
 
 ofa_networks = pytest.importorskip(
     "ofa.imagenet_classification.elastic_nn.networks",
@@ -28,10 +28,7 @@ def reference_supernet(width: float) -> torch.nn.Module:
         width_mult=width, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4]
     )
     randomize_bn_and_transforms(ref)
-    with torch.no_grad():
-        for name, param in ref.named_parameters():
-            if name.endswith(".bias"):
-                param.uniform_(-0.3, 0.3)
+    randomize_biases(ref)
     return ref.eval()
 
 
