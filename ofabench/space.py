@@ -792,12 +792,14 @@ def arch_from_data(
 @dataclass(frozen=True, eq=False)
 class ArchBatch:
     """A population of architectures as integer arrays, for vectorised prediction and search:
-    ``ks``/``e`` of shape (N, n_blocks), ``d`` (N, n_stages), ``r`` (N,)."""
+    ``ks``/``e`` of shape (N, n_blocks), ``d`` (N, n_stages), ``r`` (N,); ``extra`` (N, n_extra)
+    the family's genes beyond those (None: none, as for MobileNetV3 and ProxylessNAS)."""
 
     ks: np.ndarray
     e: np.ndarray
     d: np.ndarray
     r: np.ndarray
+    extra: np.ndarray | None = None
 
     @classmethod
     def from_archs(cls, archs: Sequence[ArchConfig]) -> ArchBatch:
@@ -808,14 +810,20 @@ class ArchBatch:
             e=np.array([a.e for a in archs], dtype=np.int64),
             d=np.array([a.d for a in archs], dtype=np.int64),
             r=np.array([a.r for a in archs], dtype=np.int64),
+            extra=np.array([a.extra for a in archs], dtype=np.int64) if archs[0].extra else None,
         )
 
     def __len__(self) -> int:
         return len(self.r)
 
     def __getitem__(self, index: int) -> ArchConfig:
+        extra = () if self.extra is None else tuple(self.extra[index])
         return ArchConfig(
-            tuple(self.ks[index]), tuple(self.e[index]), tuple(self.d[index]), int(self.r[index])
+            tuple(self.ks[index]),
+            tuple(self.e[index]),
+            tuple(self.d[index]),
+            int(self.r[index]),
+            extra,
         )
 
     def to_archs(self) -> list[ArchConfig]:

@@ -18,7 +18,6 @@ from ofabench.errors import CheckpointError, ConfigError, InvalidArchError
 from ofabench.families import get_family
 from ofabench.families.resnet import ResNetShape
 from ofabench.latency.counting import layer_macs, layer_params
-from ofabench.latency.table import arch_ops
 from ofabench.predictor.mlp import ArchEncoder
 from ofabench.search import Genome
 from ofabench.space import ArchConfig, SpaceSpec, get_space, load_arch
@@ -274,20 +273,12 @@ def test_resnet_trains_one_stage_on_digits_and_evaluates(
         Trainer(config_from_dict(tiny_config(["full"], space=SMALL)), tmp_path / "b").run()
 
 
-def test_resnet_refuses_what_it_cannot_do_yet(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    err = _fails(
-        capsys,
-        ["profile", "--device", "cpu-torch", "--space", SMALL, "--out", str(tmp_path / "t.json")],
-    )
-    assert "space family 'resnet' (OFA-ResNet50) does not support latency tables" in err
+def test_resnet_refuses_what_it_cannot_do_yet() -> None:
     space = get_space(SMALL)
     message = r"space family 'resnet' \(OFA-ResNet50\) does not support {} yet"
     for make, what in (
         (lambda: Genome(space), "search"),
         (lambda: ArchEncoder(space), "accuracy-predictor encoding"),
-        (lambda: arch_ops(space, space.max_arch()), "latency tables and profiling"),
         (
             lambda: get_family("resnet").to_net_config(space, space.max_arch()),
             "writing an OFA net.config",

@@ -57,6 +57,11 @@ class SpaceFamily(ABC):
     """LUT keys give a block's expand ratio (ProxylessNAS) rather than its mid channels (MBv3)."""
     lut_block_flags: ClassVar[tuple[str, ...]] = ("se", "hs")
     """The flags after ``idskip`` in a block's LUT key."""
+    lut_additive: ClassVar[bool] = True
+    """A block's latency-table key depends on its slot and own genes only, so a subnet's cost is
+    additive over genes (:meth:`~ofabench.latency.model.LatencyModel.additive_cost`). False when
+    it depends on other genes too (OFA-ResNet50: a block's input is the previous stage's elastic
+    width); such a family lists its ops in :meth:`lut_ops` and is predicted per arch."""
     ofa_top_level: ClassVar[Mapping[str, str]] = {}
     """OFA module path (normalised) -> ofabench module path, outside the blocks."""
     unsupported: ClassVar[Mapping[str, str]] = {}
@@ -92,6 +97,11 @@ class SpaceFamily(ABC):
         self, space: SpaceSpec, extra: tuple[int, ...], rng: Any, prob: float
     ) -> tuple[int, ...]:
         return extra
+
+    def lut_ops(self, space: SpaceSpec, resolution: int) -> list[OpSpec]:
+        """Every latency-table op a subnet of ``space`` can run at ``resolution`` (needed only
+        when :attr:`lut_additive` is False)."""
+        raise ConfigError(f"space family {self.name!r} does not list its latency-table ops")
 
     # -- the space side (pure Python) -----------------------------------------------------------
     @abstractmethod

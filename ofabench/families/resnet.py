@@ -274,8 +274,9 @@ def resnet_space(name: str = "ofa_resnet50", width_mult: float = 1.0, **changes:
 class ResNetFamily(SpaceFamily):
     name = "resnet"
     title = "OFA-ResNet50"
+    lut_block_flags = ()
+    lut_additive = False
     unsupported = {
-        "lut": "latency tables and profiling",
         "predictor": "accuracy-predictor encoding",
         "search": "search",
         "shrinking": "progressive-shrinking stages that fix kernel, depth or expand ratio",
@@ -355,9 +356,38 @@ class ResNetFamily(SpaceFamily):
 
         return ResNet(space.layers(arch))
 
+    def lut_ops(self, space: SpaceSpec, resolution: int) -> list[OpSpec]:
+        """Every op at ``resolution``, from the layers of few archs: an op depends on its own
+        slot and genes and on the width of the layer before it, so archs at the deepest depths
+        with uniform expand ratios and the width indices ``(a + i b) mod n`` along the six width
+        genes (every value pair on every neighbouring pair of genes), both stem depths, suffice."""
+        from ..latency.table import OpSpec
+
+        shape = ResNetShape.from_space(space)
+        n_w = len(shape.width_choices)
+        depths = tuple(max(shape.stage_depths(s)) for s in range(len(BASE_DEPTHS)))
+        ops: dict[str, OpSpec] = {}
+        for percent in shape.expand_percents:
+            for stem_depth in (0, 1):
+                for a in range(n_w):
+                    for b in range(n_w):
+                        widths = tuple((a + i * b) % n_w for i in range(6))
+                        arch = ArchConfig(
+                            (3,) * shape.n_slots,
+                            (percent,) * shape.n_slots,
+                            depths,
+                            resolution,
+                            (stem_depth, *widths),
+                        )
+                        for layer in shape.layers(arch):
+                            op = OpSpec.from_layer(layer, self.name)
+                            ops.setdefault(op.key, op)
+        return list(ops.values())
+
     def build_op(self, spec: OpSpec) -> nn.Module:
-        self.require("lut")
-        raise AssertionError("unreachable")
+        from ..latency.ops import build_resnet_op
+
+        return build_resnet_op(spec)
 
     def load_ofa_state_dict(self, model: nn.Module, state_dict: Mapping[str, Any]) -> nn.Module:
         from ..supernet.ofa_resnet import load_ofa_resnet_state_dict

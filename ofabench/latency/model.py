@@ -7,6 +7,10 @@ every (slot, kernel, expand, resolution) is precomputed once into one array. Tha
 model's exact additive form (:meth:`LatencyModel.additive_cost`), which the search evaluates
 directly: the cost table is built here once, never rebuilt or probed by the search.
 
+A family whose block keys depend on other genes than the block's own (OFA-ResNet50: a stage's
+first block takes the previous stage's elastic width; ``SpaceFamily.lut_additive`` False) has no
+such form: its model predicts every subnet exactly, op by op, and :meth:`additive_cost` refuses.
+
 Optional calibration: a LUT sum misses what happens between layers (memory traffic, framework
 overhead), so end-to-end measurements are often ``measured ≈ scale * lut_sum + overhead``.
 :meth:`LatencyModel.fit_overhead` fits ``scale`` and ``overhead_ms`` by least squares on a few
@@ -62,24 +66,50 @@ class LatencyModel:
     def _build_arrays(self) -> None:
         """Tabulate every covered resolution's costs once; remember why the others are not."""
         self._missing: dict[int, str] = {}
+        self._additive: tuple[float, float, AdditiveCost] | None = None
+        if not self.additive:
+            self.resolutions = self._covered_resolutions()
+            return
         fixed, blocks = {}, {}
         for r in self.space.resolutions:
             costs = self._resolution_costs(r)
             if costs is not None:
                 fixed[r], blocks[r] = costs
         if not fixed:
-            r, key = next(iter(self._missing.items()))
-            raise LatencyTableError(
-                f"latency table for device {self.table.device!r} covers no resolution of space "
-                f"{self.space.name!r} (at {r}: no entry for {key}); profile the device for it"
-            )
+            self._raise_uncovered()
         self.resolutions: tuple[int, ...] = tuple(fixed)
         """The resolutions of the space this model can predict (restrict a search to these)."""
         self._fixed = np.array(list(fixed.values()))
         self._blocks = np.ascontiguousarray(np.stack(list(blocks.values()), axis=-1))
         self._flat_blocks = self._blocks.ravel()
-        self._additive: tuple[float, float, AdditiveCost] | None = None
         self._build_indices()
+
+    @property
+    def additive(self) -> bool:
+        """True if the space's costs are additive over genes (see the module docstring)."""
+        from ..families import family_of
+
+        return family_of(self.space).lut_additive
+
+    def _covered_resolutions(self) -> tuple[int, ...]:
+        """The resolutions at which the table holds every op of a non-additive family."""
+        covered = []
+        for r in self.space.resolutions:
+            missing = self.table.missing_keys(resolution_ops(self.space, r))
+            if missing:
+                self._missing[r] = missing[0]
+            else:
+                covered.append(r)
+        if not covered:
+            self._raise_uncovered()
+        return tuple(covered)
+
+    def _raise_uncovered(self) -> NoReturn:
+        r, key = next(iter(self._missing.items()))
+        raise LatencyTableError(
+            f"latency table for device {self.table.device!r} covers no resolution of space "
+            f"{self.space.name!r} (at {r}: no entry for {key}); profile the device for it"
+        )
 
     def _resolution_costs(self, r: int) -> tuple[float, np.ndarray] | None:
         """The fixed cost (stem, first block, head) and the ``[slot, kernel, expand]`` block costs
@@ -131,7 +161,14 @@ class LatencyModel:
         """:meth:`predict_batch` as an exact :class:`~ofabench.search.additive.AdditiveCost`
         over the space restricted to :attr:`resolutions`: ``scale * fixed + overhead_ms`` per
         resolution and ``scale * block`` per (slot, kernel, expand, resolution). The search
-        evaluates latency constraints through it by one gather per population."""
+        evaluates latency constraints through it by one gather per population. A space whose
+        costs are not additive (OFA-ResNet50's) is refused: use :meth:`predict_batch`."""
+        if not self.additive:
+            raise LatencyTableError(
+                f"latency of space {self.space.name!r} (family {self.space.family!r}) is not "
+                "additive over its genes (a block's key holds the previous stage's width); "
+                "predict each subnet with LatencyModel.predict_batch"
+            )
         cached = self._additive
         if cached is None or cached[:2] != (self.scale, self.overhead_ms):
             from ..search.additive import AdditiveCost
@@ -153,7 +190,10 @@ class LatencyModel:
         return self.scale * self.lut_sum(arch) + self.overhead_ms
 
     def lut_sum_batch(self, batch: ArchBatch) -> np.ndarray:
-        """:meth:`lut_sum` of every subnet of ``batch``, vectorised, shape (N,)."""
+        """:meth:`lut_sum` of every subnet of ``batch``, vectorised, shape (N,) (one arch at a
+        time for a non-additive family)."""
+        if not self.additive:
+            return np.array([self.lut_sum(arch) for arch in batch.to_archs()], dtype=np.float64)
         flat = self._flat_indices(batch)
         active = self._slot_in_stage < batch.d[:, self._stage_of_slot]
         fixed = self._fixed[self._r_index[batch.r]]

@@ -99,6 +99,39 @@ def build_proxyless_op(spec: OpSpec) -> nn.Module:
     raise LatencyTableError(f"a ProxylessNAS latency table has no {spec.kind} op ({spec})")
 
 
+class ResidualConv(nn.Module):
+    """``x + layer(x)``: OFA-ResNet50's middle stem conv (keyed with equal input and output)."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.layer(x)
+
+
+def build_resnet_op(spec: OpSpec) -> nn.Module:
+    """An OFA-ResNet50 op, with the modules of its static subnet
+    (:class:`~ofabench.supernet.ofa_resnet.ResNet`): 3x3 conv + BN + ReLU stem convs (residual
+    when input and output shapes are equal), 3x3/2 max pooling, bottleneck blocks (downsample
+    branch unless ``idskip``), global average pooling and the classifier on the pooled vector."""
+    from ..supernet.ofa_resnet import Bottleneck, ConvBN
+
+    if spec.kind == "stem":
+        conv = ConvBN(spec.in_c, spec.out_c, STEM_KERNEL, _stem_stride(spec))
+        same = (spec.in_hw, spec.in_c) == (spec.out_hw, spec.out_c)
+        return ResidualConv(conv) if same else conv
+    if spec.kind == "maxpool":
+        return nn.MaxPool2d(3, 2, 1)
+    if spec.kind == "bottleneck":
+        return Bottleneck(spec.in_c, spec.mid, spec.out_c, spec.stride, not spec.residual)
+    if spec.kind == "pool":
+        return nn.AdaptiveAvgPool2d(1)
+    if spec.kind == "classifier":
+        return nn.Linear(spec.in_c, spec.out_c)
+    raise LatencyTableError(f"an OFA-ResNet50 latency table has no {spec.kind} op ({spec})")
+
+
 def _build(spec: OpSpec) -> nn.Module:
     from ..families import get_family
 

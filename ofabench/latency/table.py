@@ -17,6 +17,17 @@ h-swish flags, and times pooling with the classifier::
     expanded_conv-input:56x56x24-output:28x28x40-expand:3-kernel:5-stride:2-idskip:0
     Logits-input:7x7x1280-output:1000
 
+OFA has no OFA-ResNet50 tables; an ofabench ResNet table (family ``resnet``) uses the same key
+form, adding max pooling and bottleneck blocks keyed by mid channels (``expand``) and
+``idskip:0`` for a stage's first block (the one with the downsample branch). A block's input width
+is the previous stage's (elastic) width, so it is part of the key and the cost of a block is not a
+function of its own genes alone (see :mod:`ofabench.latency.model`). A stem conv whose input and
+output shapes are equal is the stem's residual conv::
+
+    Conv-input:12x12x8-output:12x12x8                                         residual stem conv
+    MaxPool2D-input:12x12x16-output:6x6x16
+    Bottleneck-input:6x6x16-output:3x3x128-expand:24-kernel:3-stride:2-idskip:0
+
 OFA ships one YAML file per input resolution, and a few keys (the head, the last stage at
 neighbouring resolutions) occur in several files with slightly different measurements. A table
 keeps one shared entry per key and, where a resolution's file disagrees with it, a
@@ -56,7 +67,10 @@ OFA_OP_NAMES = {
     "feature_mix": "Conv_2",
     "classifier": "Logits",
 }
-_KINDS_BY_OP = {op: kind for kind, op in OFA_OP_NAMES.items()}
+# ofabench-only kinds (OFA-ResNet50's), keyed in the same form
+OP_NAMES = {**OFA_OP_NAMES, "maxpool": "MaxPool2D", "bottleneck": "Bottleneck"}
+BLOCK_KINDS = ("mbconv", "bottleneck")
+_KINDS_BY_OP = {op: kind for kind, op in OP_NAMES.items()}
 _MBCONV_FIELDS = ("expand", "kernel", "stride", "idskip", "se", "hs")
 _OFA_FILE = re.compile(r"^(\d+)_lookup_table\.ya?ml$")
 
@@ -84,15 +98,13 @@ class OpSpec:
     """The space family whose key format and modules this op has (not part of the key)."""
 
     def __post_init__(self) -> None:
-        if self.kind not in OFA_OP_NAMES:
-            raise LatencyTableError(
-                f"unknown op kind {self.kind!r}; allowed: {sorted(OFA_OP_NAMES)}"
-            )
+        if self.kind not in OP_NAMES:
+            raise LatencyTableError(f"unknown op kind {self.kind!r}; allowed: {sorted(OP_NAMES)}")
         extras = (self.mid, self.kernel, self.stride, self.residual, self.se, self.h_swish)
-        if self.kind != "mbconv" and any(extras):
+        if self.kind not in BLOCK_KINDS and any(extras):
             raise LatencyTableError(
                 f"a {self.kind} op is keyed by its shapes only; mid, kernel, stride, residual, "
-                f"se and h_swish are for mbconv ops"
+                f"se and h_swish are for {' and '.join(BLOCK_KINDS)} ops"
             )
         ratio_keys = get_family(self.family).lut_expand_is_ratio
         if self.kind == "mbconv" and ratio_keys and (self.in_c < 1 or self.mid % self.in_c):
@@ -105,9 +117,9 @@ class OpSpec:
     def from_layer(cls, layer: LayerGeom, family: str = "mbv3") -> OpSpec:
         """The key of a layer of :meth:`SpaceSpec.layers` of a space of ``family`` (OFA's
         conventions: pooling outputs 1x1, the classifier's output is a vector)."""
-        if layer.kind == "mbconv":
+        if layer.kind in BLOCK_KINDS:
             return cls(
-                "mbconv",
+                layer.kind,
                 layer.hw,
                 layer.in_c,
                 layer.out_hw,
@@ -128,11 +140,11 @@ class OpSpec:
         """OFA's key string, e.g. ``Conv_1-input:7x7x192-output:7x7x1152``."""
         output = str(self.out_c) if self.kind == "classifier" else _shape(self.out_hw, self.out_c)
         parts = [
-            OFA_OP_NAMES[self.kind],
+            OP_NAMES[self.kind],
             f"input:{_shape(self.in_hw, self.in_c)}",
             f"output:{output}",
         ]
-        if self.kind == "mbconv":
+        if self.kind in BLOCK_KINDS:
             family = get_family(self.family)
             expand = self.mid // self.in_c if family.lut_expand_is_ratio else self.mid
             values = (expand, self.kernel, self.stride, self.residual, self.se, self.h_swish)
@@ -157,8 +169,9 @@ class OpSpec:
         kind = _KINDS_BY_OP[op]
         fields = _key_fields(key, parts)
         if family is None:
-            family = "proxyless" if kind == "mbconv" and "se" not in fields else "mbv3"
-        expected = ["input", "output", *(_mbconv_fields(family) if kind == "mbconv" else ())]
+            family = _family_of_key(kind, fields)
+        block = kind in BLOCK_KINDS
+        expected = ["input", "output", *(_mbconv_fields(family) if block else ())]
         if list(fields) != expected:
             raise LatencyTableError(
                 f"latency key {key!r} has fields {list(fields)}; an {op} key has {expected}"
@@ -169,13 +182,20 @@ class OpSpec:
             if kind == "classifier"
             else _parse_shape(key, fields["output"])
         )
-        extra = _read_mbconv_fields(key, fields, in_c, family) if kind == "mbconv" else {}
+        extra = _read_mbconv_fields(key, fields, in_c, family) if block else {}
         spec = cls(kind, in_hw, in_c, out_hw, out_c, **extra, family=family)
         if spec.key != key:
             raise LatencyTableError(
                 f"latency key {key!r} is not in canonical form; expected {spec.key!r}"
             )
         return spec
+
+
+def _family_of_key(kind: str, fields: Mapping[str, str]) -> str:
+    """The family a key without one belongs to, told from its op and fields."""
+    if kind in ("bottleneck", "maxpool"):
+        return "resnet"
+    return "proxyless" if kind == "mbconv" and "se" not in fields else "mbv3"
 
 
 def _shape(hw: int, c: int) -> str:
@@ -240,7 +260,8 @@ def arch_ops(space: SpaceSpec, arch: ArchConfig) -> list[OpSpec]:
 class ResolutionOps:
     """Every op a space can run at one resolution: the ``fixed`` ones every subnet runs (stem,
     first block, head) and ``blocks[(slot, kernel, expand)]`` for the elastic block slots
-    (only slots some depth choice reaches)."""
+    (only slots some depth choice reaches). For a family without additive costs, every op is in
+    ``fixed`` (the first one a stem conv) and ``blocks`` is empty."""
 
     resolution: int
     fixed: tuple[OpSpec, ...]
@@ -254,10 +275,15 @@ class ResolutionOps:
 
 def resolution_ops(space: SpaceSpec, resolution: int) -> ResolutionOps:
     """Enumerate the ops of ``space`` at ``resolution``. A block's input shape depends on its slot
-    (stage, first slot or not), never on earlier choices, so deepest uniform archs suffice."""
+    (stage, first slot or not), never on earlier choices, so deepest uniform archs suffice. A
+    family whose costs are not additive (``lut_additive`` False: OFA-ResNet50's) lists every op
+    as ``fixed`` (from its :meth:`~ofabench.families.SpaceFamily.lut_ops`) and no ``blocks``."""
     from ..families import family_of
 
-    family_of(space).require("lut")
+    family = family_of(space)
+    family.require("lut")
+    if not family.lut_additive:
+        return ResolutionOps(resolution, tuple(family.lut_ops(space, resolution)), {})
     depths = tuple(max(c) for c in space.stage_depth_choices)
     fixed: tuple[OpSpec, ...] = ()
     blocks: dict[tuple[int, int, int], OpSpec] = {}
