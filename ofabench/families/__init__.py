@@ -62,6 +62,9 @@ class SpaceFamily(ABC):
     additive over genes (:meth:`~ofabench.latency.model.LatencyModel.additive_cost`). False when
     it depends on other genes too (OFA-ResNet50: a block's input is the previous stage's elastic
     width); such a family lists its ops in :meth:`lut_ops` and is predicted per arch."""
+    encoder_layout: ClassVar[str] = "slots"
+    """The accuracy-predictor encoding of the family's archs: ``slots`` (kernel and expand
+    one-hots per block slot, :class:`~ofabench.predictor.mlp.ArchEncoder`) or ``ofa_resnet``."""
     ofa_top_level: ClassVar[Mapping[str, str]] = {}
     """OFA module path (normalised) -> ofabench module path, outside the blocks."""
     unsupported: ClassVar[Mapping[str, str]] = {}

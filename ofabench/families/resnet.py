@@ -276,8 +276,8 @@ class ResNetFamily(SpaceFamily):
     title = "OFA-ResNet50"
     lut_block_flags = ()
     lut_additive = False
+    encoder_layout = "ofa_resnet"
     unsupported = {
-        "predictor": "accuracy-predictor encoding",
         "search": "search",
         "shrinking": "progressive-shrinking stages that fix kernel, depth or expand ratio",
         "net_config": "writing an OFA net.config",

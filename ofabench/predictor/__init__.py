@@ -7,18 +7,24 @@ from .mlp import (
     FitReport,
     as_batch,
     build_mlp,
+    encoder_from_dict,
     kendall_tau,
     load_ofa_predictor,
+    make_encoder,
     spearman_rho,
 )
+from .resnet_encoder import ResNetArchEncoder
 
 __all__ = [
     "AccuracyPredictor",
     "ArchEncoder",
     "FitReport",
+    "ResNetArchEncoder",
     "as_batch",
     "build_mlp",
+    "encoder_from_dict",
     "kendall_tau",
     "load_ofa_predictor",
+    "make_encoder",
     "spearman_rho",
 ]

@@ -5,7 +5,9 @@ an expand-ratio one-hot for every block slot (both all-zero for slots a stage do
 then a resolution one-hot. With ``resolution_encoding="ofa"`` the resolution part is OFA's:
 8 bins of 16 px starting at 112, so the OFA-MobileNetV3 ImageNet spaces encode to OFA's 128
 features and OFA's published ``acc_predictor.pth`` reads them unchanged
-(:func:`load_ofa_predictor`).
+(:func:`load_ofa_predictor`). OFA-ResNet50 spaces are encoded by
+:class:`~ofabench.predictor.resnet_encoder.ResNetArchEncoder` (OFA's ResNet layout);
+:func:`make_encoder` picks a space's encoder by its family, :func:`encoder_from_dict` a file's.
 
 Every predictor knows the space it was trained on (``trained_space``, saved with it; OFA's
 ``acc_predictor.pth`` is the ``ofa_mbv3_w1.2`` space's, the network of OFA's tutorial). Using
@@ -41,6 +43,8 @@ from ..blas import single_threaded_blas
 from ..errors import CheckpointError, ConfigError, DatasetError, InvalidArchError
 from ..files import input_file, load_torch
 from ..space import ArchBatch, ArchConfig, SpaceSpec, get_space
+from .resnet_encoder import LAYOUT as RESNET_LAYOUT
+from .resnet_encoder import ResNetArchEncoder
 from .spaces import check_predictor_space
 
 logger = logging.getLogger("ofabench")
@@ -69,7 +73,13 @@ class ArchEncoder:
     def __init__(self, space: SpaceSpec, resolution_encoding: str = "onehot") -> None:
         from ..families import family_of
 
-        family_of(space).require("predictor")
+        family = family_of(space)
+        family.require("predictor")
+        if family.encoder_layout != "slots":
+            raise ConfigError(
+                f"space {space.name!r} (family {family.name!r}) is encoded by its family's "
+                f"encoder ({family.encoder_layout!r}); use make_encoder(space)"
+            )
         if resolution_encoding not in RESOLUTION_ENCODINGS:
             raise ConfigError(
                 f"unknown resolution encoding {resolution_encoding!r}; "
@@ -289,6 +299,35 @@ class ArchEncoder:
                 )
 
 
+Encoder = ArchEncoder | ResNetArchEncoder
+
+
+def make_encoder(space: SpaceSpec, resolution_encoding: str = "onehot") -> Encoder:
+    """The encoder of ``space``'s family: :class:`ArchEncoder` for the MBConv families,
+    :class:`~ofabench.predictor.resnet_encoder.ResNetArchEncoder` for OFA-ResNet50."""
+    from ..families import family_of
+
+    family = family_of(space)
+    family.require("predictor")
+    if family.encoder_layout == RESNET_LAYOUT:
+        return ResNetArchEncoder(space, resolution_encoding)
+    return ArchEncoder(space, resolution_encoding)
+
+
+def encoder_from_dict(data: Mapping[str, Any]) -> Encoder:
+    """The encoder a predictor file describes (its ``layout``: absent for :class:`ArchEncoder`)."""
+    if not isinstance(data, Mapping) or data.get("format") != ENCODER_FORMAT:
+        raise ConfigError(f"not an ofabench arch-encoder description: {data!r}")
+    layout = data.get("layout", "slots")
+    if layout == RESNET_LAYOUT:
+        return ResNetArchEncoder.from_dict(data)
+    if layout != "slots":
+        raise ConfigError(
+            f"unknown arch-encoder layout {layout!r}; allowed: slots, {RESNET_LAYOUT}"
+        )
+    return ArchEncoder.from_dict(data)
+
+
 def _check_ofa_resolutions(resolutions: Sequence[int]) -> None:
     high = OFA_RES_START + OFA_RES_STEP * OFA_RES_SLOTS
     outside = [r for r in resolutions if not OFA_RES_START <= r < high]
@@ -419,13 +458,13 @@ class AccuracyPredictor:
     def __init__(
         self,
         space: SpaceSpec,
-        encoder: ArchEncoder | None = None,
+        encoder: Encoder | None = None,
         hidden_size: int = 400,
         n_hidden: int = 3,
         seed: int = 0,
     ) -> None:
         self.space = space
-        self.encoder = encoder if encoder is not None else ArchEncoder(space)
+        self.encoder = encoder if encoder is not None else make_encoder(space)
         self.hidden_size = hidden_size
         self.n_hidden = n_hidden
         self.provenance: dict[str, Any] = {"source": "untrained"}
@@ -600,7 +639,7 @@ class AccuracyPredictor:
             note = check_predictor_space(trained, space, str(path), allow_space_mismatch)
         predictor = cls(
             space if space is not None else SpaceSpec.from_dict(payload["space"]),
-            ArchEncoder.from_dict(payload["encoder"]),
+            encoder_from_dict(payload["encoder"]),
             hidden_size=int(payload["hidden_size"]),
             n_hidden=int(payload["n_hidden"]),
         )
