@@ -18,7 +18,6 @@ from ofabench.errors import CheckpointError, ConfigError, InvalidArchError
 from ofabench.families import get_family
 from ofabench.families.resnet import ResNetShape
 from ofabench.latency.counting import layer_macs, layer_params
-from ofabench.search import Genome
 from ofabench.space import ArchConfig, SpaceSpec, get_space, load_arch
 from ofabench.supernet import build_supernet
 from ofabench.supernet.ofa_resnet import OFAResNet, load_ofa_resnet_state_dict
@@ -276,7 +275,6 @@ def test_resnet_refuses_what_it_cannot_do_yet() -> None:
     space = get_space(SMALL)
     message = r"space family 'resnet' \(OFA-ResNet50\) does not support {} yet"
     for make, what in (
-        (lambda: Genome(space), "search"),
         (
             lambda: get_family("resnet").to_net_config(space, space.max_arch()),
             "writing an OFA net.config",

@@ -96,6 +96,10 @@ class SpaceFamily(ABC):
         """Random extra genes (draws nothing from ``rng`` when the family has none)."""
         return ()
 
+    def extra_choices(self, space: SpaceSpec) -> tuple[tuple[int, ...], ...]:
+        """The choices of each extra gene, in ``ArchConfig.extra`` order (the search's genes)."""
+        return ()
+
     def mutate_extra(
         self, space: SpaceSpec, extra: tuple[int, ...], rng: Any, prob: float
     ) -> tuple[int, ...]:

@@ -278,7 +278,6 @@ class ResNetFamily(SpaceFamily):
     lut_additive = False
     encoder_layout = "ofa_resnet"
     unsupported = {
-        "search": "search",
         "shrinking": "progressive-shrinking stages that fix kernel, depth or expand ratio",
         "net_config": "writing an OFA net.config",
     }
@@ -310,6 +309,9 @@ class ResNetFamily(SpaceFamily):
     def sample_extra(self, space: SpaceSpec, rng: Any) -> tuple[int, ...]:
         widths = rng.integers(len(space.width_choices), size=6)
         return (int(rng.integers(2)), *(int(v) for v in widths))
+
+    def extra_choices(self, space: SpaceSpec) -> tuple[tuple[int, ...], ...]:
+        return ((0, 1),) + (tuple(range(len(space.width_choices))),) * 6
 
     def mutate_extra(
         self, space: SpaceSpec, extra: tuple[int, ...], rng: Any, prob: float

@@ -87,21 +87,31 @@ class Constraint:
 
 def block_cost_fn(
     space: SpaceSpec, layer_cost: Callable[[Any], int], scale: float = 1.0
-) -> AdditiveCost:
+) -> AdditiveCost | BatchFn:
     """A vectorised cost (``sum(layer_cost(layer))`` over a subnet's layers, times ``scale``):
     an :class:`~.additive.AdditiveCost`, callable on whole batches; ``layer_cost`` is e.g.
-    ``ofabench.latency.counting.layer_macs``."""
-    return AdditiveCost.from_layer_costs(space, layer_cost, scale)
+    ``ofabench.latency.counting.layer_macs``. A family whose costs are not additive over its
+    genes (``lut_additive`` False: OFA-ResNet50's widths) gets the exact per-arch sum instead."""
+    from ..families import family_of
+
+    if family_of(space).lut_additive:
+        return AdditiveCost.from_layer_costs(space, layer_cost, scale)
+
+    def per_arch(batch: ArchBatch) -> np.ndarray:
+        archs = batch.to_archs()
+        return np.array([scale * sum(map(layer_cost, space.layers(a))) for a in archs])
+
+    return per_arch
 
 
-def macs_fn(space: SpaceSpec) -> AdditiveCost:
+def macs_fn(space: SpaceSpec) -> AdditiveCost | BatchFn:
     """Vectorised MACs in millions (equal to ``count_macs / 1e6``)."""
     from ..latency.counting import layer_macs
 
     return block_cost_fn(space, layer_macs, 1e-6)
 
 
-def params_fn(space: SpaceSpec) -> AdditiveCost:
+def params_fn(space: SpaceSpec) -> AdditiveCost | BatchFn:
     """Vectorised parameter count in millions (equal to ``count_params / 1e6``)."""
     from ..latency.counting import layer_params
 
@@ -110,14 +120,16 @@ def params_fn(space: SpaceSpec) -> AdditiveCost:
 
 def macs_constraint(space: SpaceSpec, limit: float) -> Constraint:
     """MACs <= ``limit`` millions (OFA's "600M" is ``limit=600``)."""
-    table = macs_fn(space)
-    return Constraint("mmacs", float(limit), table, table=table)
+    fn = macs_fn(space)
+    table = fn if isinstance(fn, AdditiveCost) else None
+    return Constraint("mmacs", float(limit), fn, table=table)
 
 
 def params_constraint(space: SpaceSpec, limit: float) -> Constraint:
     """Parameters <= ``limit`` millions."""
-    table = params_fn(space)
-    return Constraint("mparams", float(limit), table, table=table)
+    fn = params_fn(space)
+    table = fn if isinstance(fn, AdditiveCost) else None
+    return Constraint("mparams", float(limit), fn, table=table)
 
 
 def latency_constraint(model: Any, limit: float, name: str = "latency_ms") -> Constraint:
@@ -126,10 +138,14 @@ def latency_constraint(model: Any, limit: float, name: str = "latency_ms") -> Co
     A :class:`~ofabench.latency.LatencyModel` gives its exact additive form
     (``additive_cost()``), which the search evaluates by array lookups; any other model is a
     black box whose table the search tries to recover once (checked exact, see
-    :meth:`~.additive.AdditiveCost.probe`), and is called as it is when it is not additive."""
+    :meth:`~.additive.AdditiveCost.probe`), and is called as it is when it is not additive.
+    A LatencyModel of a non-additive family (``model.additive`` False, OFA-ResNet50) is called
+    as it is: its exact per-arch prediction is the constraint."""
+    additive = getattr(model, "additive", True)
     form = getattr(model, "additive_cost", None)
-    table = form() if callable(form) else None
-    return Constraint(name, float(limit), model.predict_batch, table=table, probe=table is None)
+    table = form() if callable(form) and additive else None
+    probe = table is None and additive
+    return Constraint(name, float(limit), model.predict_batch, table=table, probe=probe)
 
 
 # -- results -----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""Architectures as rows of one small-integer matrix: the layout ``ks | e | d | r`` of a space and
-the batch operations on it (random sampling, OFA's mutation, uniform crossover, value <-> index
-conversion). Pure numpy."""
+"""Architectures as rows of one small-integer matrix: the layout ``ks | e | d | r | extra`` of a
+space and the batch operations on it (random sampling, OFA's mutation, uniform crossover, value
+<-> index conversion). ``extra`` holds a family's genes beyond ``ks/e/d/r`` (OFA-ResNet50's stem
+depth and width indices; none for the MBConv families, whose rows are unchanged). Pure numpy."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ..space import ArchBatch, SpaceSpec
 
 
 class Genome:
-    """The row layout ``ks | e | d | r`` of a space, and the batch operations on it.
+    """The row layout ``ks | e | d | r | extra`` of a space, and the batch operations on it.
 
     Rows of *values* (kernel sizes, expand ratios, depths, resolution) are what
     :meth:`to_batch` and the public operators use; the search itself works on rows of *choice
@@ -21,14 +22,18 @@ class Genome:
     def __init__(self, space: SpaceSpec) -> None:
         from ..families import family_of
 
-        family_of(space).require("search")
+        family = family_of(space)
+        family.require("search")
         self.space = space
         nb, ns = space.n_blocks, space.n_stages
+        self.extra_choices = family.extra_choices(space)
+        n_extra = len(self.extra_choices)
         self.groups = (
             [space.kernel_choices] * nb
             + [space.expand_choices] * nb
             + list(space.stage_depth_choices)
             + [space.resolutions]
+            + list(self.extra_choices)
         )
         width = max(len(g) for g in self.groups)
         if width > 255:
@@ -37,10 +42,13 @@ class Genome:
         self.counts = np.array([len(g) for g in self.groups], dtype=np.float64)
         self.columns = np.arange(len(self.groups))[None, :]
         self._cuts = (nb, 2 * nb, 2 * nb + ns)
+        self._extra_start = 2 * nb + ns + 1
         # mutation: one coin per slot (kernel and expand together), per stage, for the resolution
-        self._coin_of_column = np.r_[np.arange(nb), np.arange(nb), nb + np.arange(ns + 1)]
+        # and per extra gene
+        self._coin_of_column = np.r_[np.arange(nb), np.arange(nb), nb + np.arange(ns + 1 + n_extra)]
         self._thresholds: dict[tuple[float, float], np.ndarray] = {}
         self._luts = [_index_lut(c) for c in self._choice_sets()]
+        self._extra_luts = [_index_lut(c) for c in self.extra_choices]
         self._stage_luts = [_index_lut(c) for c in space.stage_depth_choices]
         self._shared_depths = not any(stage.depths for stage in space.stages)
 
@@ -74,7 +82,7 @@ class Genome:
         depth_idx = genes[:, 2 * nb : 2 * nb + ns].astype(np.intp)
         depths = self.options[self.columns[:, 2 * nb : 2 * nb + ns], depth_idx]
         active = (np.arange(nb) % s.max_depth)[None, :] < np.repeat(depths, s.max_depth, axis=1)
-        rest = np.ones((len(genes), ns + 1), dtype=bool)
+        rest = np.ones((len(genes), ns + 1 + len(self.extra_choices)), dtype=bool)
         return np.concatenate([active, active, rest], axis=1) & (self.counts > 1)
 
     def mutate_one_index(self, genes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -103,8 +111,9 @@ class Genome:
     def _coin_thresholds(self, prob: float, resolution_prob: float) -> np.ndarray:
         key = (prob, resolution_prob)
         if key not in self._thresholds:
-            n_coins = self.space.n_blocks + self.space.n_stages + 1
-            self._thresholds[key] = np.r_[np.full(n_coins - 1, prob), resolution_prob]
+            n_coins = self.space.n_blocks + self.space.n_stages
+            extra = np.full(len(self.extra_choices), prob)
+            self._thresholds[key] = np.r_[np.full(n_coins, prob), resolution_prob, extra]
         return self._thresholds[key]
 
     def values(self, genes: np.ndarray) -> np.ndarray:
@@ -115,15 +124,20 @@ class Genome:
         """Rows of choice values -> rows of choice indices; raises on values not in the space."""
         values = np.asarray(values, dtype=np.int64)
         i, j, k = self._cuts
-        parts = [values[:, :i], values[:, i:j], values[:, j:k], values[:, k:]]
+        x = self._extra_start
+        parts = [values[:, :i], values[:, i:j], values[:, j:k], values[:, k:x]]
         names = ("ks", "e", "d", "r")
+        extra = [
+            _lookup(lut, values[:, x + g : x + g + 1], "extra", choices)
+            for g, (lut, choices) in enumerate(zip(self._extra_luts, self.extra_choices))
+        ]
         out = [
             _lookup(lut, part, name, choices)
             if name != "d" or self._shared_depths
             else self._stage_depth_indices(part)
             for lut, part, name, choices in zip(self._luts, parts, names, self._choice_sets())
         ]
-        return np.concatenate(out, axis=1).astype(np.uint8)
+        return np.concatenate(out + extra, axis=1).astype(np.uint8)
 
     def _stage_depth_indices(self, depths: np.ndarray) -> np.ndarray:
         """Depth values -> indices where some stage has its own depth choices."""
@@ -158,11 +172,16 @@ class Genome:
     def to_batch(self, genes: np.ndarray) -> ArchBatch:
         """An :class:`ArchBatch` view of rows of values."""
         i, j, k = self._cuts
-        return ArchBatch(ks=genes[:, :i], e=genes[:, i:j], d=genes[:, j:k], r=genes[:, k])
+        extra = genes[:, self._extra_start :] if self.extra_choices else None
+        return ArchBatch(
+            ks=genes[:, :i], e=genes[:, i:j], d=genes[:, j:k], r=genes[:, k], extra=extra
+        )
 
     @staticmethod
     def from_batch(batch: ArchBatch) -> np.ndarray:
         columns = [batch.ks, batch.e, batch.d, np.asarray(batch.r)[:, None]]
+        if batch.extra is not None:
+            columns.append(batch.extra)
         return np.concatenate(columns, axis=1).astype(np.int64)
 
 
