@@ -78,5 +78,9 @@ def test_search_respects_the_latency_budget_and_equals_predict(
     arch = ArchConfig.from_dict(best["arch"])
     space.validate(arch)
     assert best["latency_ms"] <= budget
-    assert best["latency_ms"] == model.predict(arch)
+    assert best["latency_ms"] == pytest.approx(model.predict(arch), rel=1e-12)  # summation order
     assert best["mmacs"] == pytest.approx(count_macs(space, arch) / 1e6, rel=1e-12)
+    low = model.predict(space.min_arch())
+    assert main([*argv, "--latency", f"{low * 0.5:.4f}ms"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "smallest value reachable" in err[0]

@@ -23,13 +23,13 @@ from __future__ import annotations
 import functools
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ConfigError, InvalidArchError
 from ..registry import Registry, RegistryMessages
-from ..space import ArchConfig, LayerGeom, SpaceSpec
+from ..space import ArchBatch, ArchConfig, LayerGeom, SpaceSpec
 
 if TYPE_CHECKING:
     from torch import nn
@@ -109,6 +109,16 @@ class SpaceFamily(ABC):
         """Every latency-table op a subnet of ``space`` can run at ``resolution`` (needed only
         when :attr:`lut_additive` is False)."""
         raise ConfigError(f"space family {self.name!r} does not list its latency-table ops")
+
+    def cost_tables(
+        self,
+        space: SpaceSpec,
+        resolutions: Sequence[int],
+        cost: Callable[[LayerGeom, int], float],
+    ) -> Callable[[ArchBatch], Any] | None:
+        """For a non-additive family: a function giving the sum of ``cost(layer, r)`` over each
+        subnet of a batch (None if a value is outside the space), or None to sum arch by arch."""
+        return None
 
     # -- the space side (pure Python) -----------------------------------------------------------
     @abstractmethod

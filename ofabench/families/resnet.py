@@ -21,7 +21,7 @@ slot (six slots a stage; unused slots hold the smallest ratio), ``ks`` all 3, an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import InvalidArchError
 from ..space import (
     OFA_EVAL_RESOLUTIONS,
+    ArchBatch,
     ArchConfig,
     LayerGeom,
     SpaceSpec,
@@ -234,6 +235,97 @@ class ResNetShape:
         return out
 
 
+class ResNetCostTables:
+    """A subnet's sum of per-layer costs, gathered for whole batches: tables of the stem (by
+    stem depth, its two width indices), of every supernet block (by expand ratio, input and
+    output width index: a stage's first block reads the previous stage's width) and of the head
+    (by the last stage's width), one per resolution; ``cost(layer, r)`` gives a layer's cost."""
+
+    def __init__(
+        self,
+        space: SpaceSpec,
+        resolutions: Sequence[int],
+        cost: Callable[[LayerGeom, int], float],
+    ) -> None:
+        shape = ResNetShape.from_space(space)
+        self.shape, self.resolutions = shape, tuple(resolutions)
+        n_w, n_e = len(shape.width_choices), len(shape.expand_percents)
+        n_r, n_b = len(self.resolutions), len(shape.slots())
+        self.stem = np.full((n_r, 2, n_w, n_w), np.nan)
+        self.blocks = np.full((n_r, n_b, n_e, n_w, n_w), np.nan)
+        self.head = np.full((n_r, n_w), np.nan)
+        top = max(shape.extra_depths)
+        slots = [(s, j) for s, b in enumerate(BASE_DEPTHS) for j in range(b + top)]
+        self._stage = np.array([s for s, _ in slots])
+        self._in_stage = np.array([j for _, j in slots])
+        self._slot = self._stage * shape.max_depth + self._in_stage
+        for ri, r in enumerate(self.resolutions):
+            for arch in covering_archs(shape, r):
+                self._fill(ri, arch, [cost(layer, r) for layer in shape.layers(arch)])
+        unused = (self._in_stage > 0)[:, None, None] & ~np.eye(n_w, dtype=bool)[None, :, :]
+        self.blocks[:, np.broadcast_to(unused[:, None], self.blocks.shape[1:])] = 0.0  # in == out
+        if np.isnan(self.stem).any() or np.isnan(self.blocks).any() or np.isnan(self.head).any():
+            raise AssertionError("covering_archs left a cost unset")
+
+    def _fill(self, ri: int, arch: ArchConfig, costs: list[float]) -> None:
+        stem_depth, w_mid, w_out, *w_stages = arch.extra
+        n_stem = 2 + stem_depth + 1  # convs and max pooling
+        self.stem[ri, stem_depth, w_mid, w_out] = sum(costs[:n_stem])
+        self.head[ri, w_stages[-1]] = sum(costs[-2:])
+        e = self.shape.expand_percents.index(arch.e[0])
+        for b, cost in enumerate(costs[n_stem:-2]):
+            s, j = self._stage[b], self._in_stage[b]
+            w_in = w_stages[s] if j else (w_stages[s - 1] if s else w_out)
+            self.blocks[ri, b, e, w_in, w_stages[s]] = cost
+
+    def __call__(self, batch: ArchBatch) -> np.ndarray | None:
+        """The cost of every subnet of ``batch``; None if a value is outside the tables."""
+        extra, d = batch.extra, batch.d
+        r = np.searchsorted(self.resolutions, batch.r)
+        e_choices = np.array(self.shape.expand_percents)
+        e = np.searchsorted(e_choices, batch.e[:, self._slot])
+        try:
+            ok = (np.array(self.resolutions)[r] == batch.r).all()
+            ok &= (e_choices[e] == batch.e[:, self._slot]).all()
+        except IndexError:
+            return None
+        if not ok or extra is None:
+            return None
+        w_out = extra[:, 3:][:, self._stage]
+        w_prev = np.concatenate([extra[:, 2:3], extra[:, 3:6]], axis=1)[:, self._stage]
+        w_in = np.where(self._in_stage[None, :] == 0, w_prev, w_out)
+        active = self._in_stage[None, :] < d[:, self._stage]
+        rows = r[:, None]
+        block = self.blocks[rows, np.arange(len(self._slot))[None, :], e, w_in, w_out]
+        stem = self.stem[r, extra[:, 0], extra[:, 1], extra[:, 2]]
+        return stem + self.head[r, extra[:, 6]] + (block * active).sum(axis=1)
+
+
+def covering_archs(shape: ResNetShape, resolution: int) -> list[ArchConfig]:
+    """Archs whose layers hold every layer any subnet runs at ``resolution``: deepest, uniform
+    expand ratio, both stem depths, width indices ``(a + i b) mod n`` along the six width genes
+    (every value pair on every neighbouring pair of genes)."""
+    n_w = len(shape.width_choices)
+    depths = tuple(max(shape.stage_depths(s)) for s in range(len(BASE_DEPTHS)))
+    out = []
+    for percent in shape.expand_percents:
+        for stem_depth in (0, 1):
+            for a in range(n_w):
+                for b in range(n_w):
+                    widths = tuple((a + i * b) % n_w for i in range(6))
+                    extra = (stem_depth, *widths)
+                    out.append(
+                        ArchConfig(
+                            (3,) * shape.n_slots,
+                            (percent,) * shape.n_slots,
+                            depths,
+                            resolution,
+                            extra,
+                        )
+                    )
+    return out
+
+
 def _percent(ratio: Any) -> int:
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
         raise InvalidArchError(f"an OFA-ResNet expand ratio is a number, got {ratio!r}")
@@ -359,32 +451,25 @@ class ResNetFamily(SpaceFamily):
         return ResNet(space.layers(arch))
 
     def lut_ops(self, space: SpaceSpec, resolution: int) -> list[OpSpec]:
-        """Every op at ``resolution``, from the layers of few archs: an op depends on its own
-        slot and genes and on the width of the layer before it, so archs at the deepest depths
-        with uniform expand ratios and the width indices ``(a + i b) mod n`` along the six width
-        genes (every value pair on every neighbouring pair of genes), both stem depths, suffice."""
+        """Every op at ``resolution``, from the layers of :func:`covering_archs` (an op depends
+        on its own slot and genes and on the width of the layer before it)."""
         from ..latency.table import OpSpec
 
         shape = ResNetShape.from_space(space)
-        n_w = len(shape.width_choices)
-        depths = tuple(max(shape.stage_depths(s)) for s in range(len(BASE_DEPTHS)))
         ops: dict[str, OpSpec] = {}
-        for percent in shape.expand_percents:
-            for stem_depth in (0, 1):
-                for a in range(n_w):
-                    for b in range(n_w):
-                        widths = tuple((a + i * b) % n_w for i in range(6))
-                        arch = ArchConfig(
-                            (3,) * shape.n_slots,
-                            (percent,) * shape.n_slots,
-                            depths,
-                            resolution,
-                            (stem_depth, *widths),
-                        )
-                        for layer in shape.layers(arch):
-                            op = OpSpec.from_layer(layer, self.name)
-                            ops.setdefault(op.key, op)
+        for arch in covering_archs(shape, resolution):
+            for layer in shape.layers(arch):
+                op = OpSpec.from_layer(layer, self.name)
+                ops.setdefault(op.key, op)
         return list(ops.values())
+
+    def cost_tables(
+        self,
+        space: SpaceSpec,
+        resolutions: Sequence[int],
+        cost: Callable[[LayerGeom, int], float],
+    ) -> ResNetCostTables:
+        return ResNetCostTables(space, resolutions, cost)
 
     def build_op(self, spec: OpSpec) -> nn.Module:
         from ..latency.ops import build_resnet_op

@@ -9,7 +9,9 @@ directly: the cost table is built here once, never rebuilt or probed by the sear
 
 A family whose block keys depend on other genes than the block's own (OFA-ResNet50: a stage's
 first block takes the previous stage's elastic width; ``SpaceFamily.lut_additive`` False) has no
-such form: its model predicts every subnet exactly, op by op, and :meth:`additive_cost` refuses.
+such form: :meth:`additive_cost` refuses, and :meth:`predict_batch` gathers the family's own cost
+tables (``SpaceFamily.cost_tables``: OFA-ResNet50's block costs by input and output width),
+exact up to summation order, or sums each subnet's ops.
 
 Optional calibration: a LUT sum misses what happens between layers (memory traffic, framework
 overhead), so end-to-end measurements are often ``measured ≈ scale * lut_sum + overhead``.
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, NoReturn
 import numpy as np
 
 from ..errors import InvalidArchError, LatencyTableError
-from ..space import ArchBatch, ArchConfig, SpaceSpec
+from ..space import ArchBatch, ArchConfig, LayerGeom, SpaceSpec
 from .table import LatencyTable, OpSpec, arch_ops, resolution_ops
 
 if TYPE_CHECKING:
@@ -68,7 +70,11 @@ class LatencyModel:
         self._missing: dict[int, str] = {}
         self._additive: tuple[float, float, AdditiveCost] | None = None
         if not self.additive:
+            from ..families import family_of
+
             self.resolutions = self._covered_resolutions()
+            family = family_of(self.space)
+            self._exact = family.cost_tables(self.space, self.resolutions, self._layer_mean)
             return
         fixed, blocks = {}, {}
         for r in self.space.resolutions:
@@ -146,6 +152,9 @@ class LatencyModel:
         self._slot_in_stage = np.arange(space.n_blocks) % space.max_depth
         self._stage_of_slot = np.arange(space.n_blocks) // space.max_depth
 
+    def _layer_mean(self, layer: LayerGeom, resolution: int) -> float:
+        return self._mean(OpSpec.from_layer(layer, self.space.family), resolution)
+
     def _mean(self, op: OpSpec, resolution: int) -> float:
         entry = self.table.get(op, resolution=resolution)
         if entry is None:
@@ -193,7 +202,10 @@ class LatencyModel:
         """:meth:`lut_sum` of every subnet of ``batch``, vectorised, shape (N,) (one arch at a
         time for a non-additive family)."""
         if not self.additive:
-            return np.array([self.lut_sum(arch) for arch in batch.to_archs()], dtype=np.float64)
+            sums = None if self._exact is None else self._exact(batch)
+            if sums is None:  # no tables, or a value outside them: arch by arch (raises on it)
+                sums = [self.lut_sum(arch) for arch in batch.to_archs()]
+            return np.asarray(sums, dtype=np.float64)
         flat = self._flat_indices(batch)
         active = self._slot_in_stage < batch.d[:, self._stage_of_slot]
         fixed = self._fixed[self._r_index[batch.r]]
