@@ -68,6 +68,7 @@ class Study:
         self.state_path = self.work / "study.json"
         self.state = self._load_state()
         self._datasets: dict[str, Any] = {}
+        self._shipped: dict[str, Any] | None = None
 
     # -- state -----------------------------------------------------------------------------------
     def _load_state(self) -> dict[str, Any]:
@@ -131,7 +132,7 @@ class Study:
         name = self.config.pretrained
         if name is None:
             return None
-        if "shipped" not in self._datasets:
+        if self._shipped is None:
             from ..pretrained import shipped
 
             models = shipped()
@@ -146,8 +147,8 @@ class Study:
                     f"{self.config.source}: pretrained model {name!r} is of space "
                     f"{manifest.get('space')!r}, the study's training config of {self.space.name!r}"
                 )
-            self._datasets["shipped"] = manifest
-        return self._datasets["shipped"]
+            self._shipped = manifest
+        return self._shipped
 
     def shipped_file(self, kind: str) -> Path:
         from ..pretrained import resolve
