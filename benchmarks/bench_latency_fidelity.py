@@ -85,6 +85,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="results JSON (default results/latency_<device>.json)")
     p.add_argument("--work-dir", type=Path, help="table and validation files")
     p.add_argument("--fresh", action="store_true", help="delete the work dir's files first")
+    p.add_argument(
+        "--probe-mode",
+        choices=["paired", "rounds", "off"],
+        default="paired",
+        help="drift probe: timed alternately with every item, read between rounds, or not at all",
+    )
     return p.parse_args(argv)
 
 
@@ -193,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from ofabench.devices.base import MeasureSettings
     from ofabench.devices.profiles import load_profile
+    from ofabench.latency.probe import ProbeSettings
     from ofabench.latency.profiler import profile_device
     from ofabench.latency.validate import validate_device
     from ofabench.provenance import provenance, write_json
@@ -205,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh and work.exists():
         shutil.rmtree(work)
     settings = MeasureSettings(warmup=args.warmup, repeats=args.repeats, max_rounds=args.max_rounds)
+    probe = (
+        ProbeSettings(enabled=False)
+        if args.probe_mode == "off"
+        else ProbeSettings(mode=args.probe_mode)
+    )
     load_start = os.getloadavg()
 
     progress = ProgressLog("profile")
@@ -221,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         calibration_method=args.calibration_method,
         max_fit_rms=args.max_fit_rms,
         passes=args.profile_passes,
+        probe=probe,
     )
     timings = timing_summary(progress.durations())
     log(f"profile: {profiled.n_entries} entries in {profiled.wall_s:.0f} s")
@@ -238,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=checking,
         calibrate_split=args.calibrate_split,
         calibration_method=args.calibration_method,
+        probe=probe,
     )
     metrics = {k: m.to_dict() for k, m in validated.metrics.items()}
     result = {
@@ -251,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         "device_settings": dict(profile.settings),
         "space": space.name,
         "measure_settings": dataclasses.asdict(settings),
+        "probe_settings": probe.to_dict(),
         "profile": {
             **profiled.to_dict(),
             "complete_in_one_run": profiled.n_skipped == 0,

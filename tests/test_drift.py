@@ -16,7 +16,7 @@ from ofabench.cli import main
 from ofabench.devices.base import Availability, Backend, MeasureSettings
 from ofabench.devices.profiles import DeviceProfile
 from ofabench.devices.registry import register_backend
-from ofabench.errors import LatencyTableError
+from ofabench.errors import BackendError, ConfigError, LatencyTableError
 from ofabench.latency.model import LatencyModel
 from ofabench.latency.probe import (
     PROBE,
@@ -95,7 +95,7 @@ def test_slow_drift_is_normalised_away(tmp_path: Path) -> None:
     def drifting(call: int) -> float:  # 1% slower with every timed run
         return 1.0 + 0.01 * call
 
-    loose = ProbeSettings(every=4, tolerance=0.5)  # this drift is steady, not a round to redo
+    loose = ProbeSettings(every=4, tolerance=0.5, mode="rounds")  # steady: no round to redo
     with_probe = entry_over_base(profile(tmp_path, drifting, loose))
     without = entry_over_base(profile(tmp_path, drifting, ProbeSettings(enabled=False)))
     assert np.ptp(without) > 0.2  # the raw entries drifted by more than 20% over the run
@@ -109,7 +109,9 @@ def spike(call: int) -> float:
 
 
 def test_a_round_whose_probe_moved_is_measured_again(tmp_path: Path) -> None:
-    table = profile(tmp_path, spike, ProbeSettings(every=4, tolerance=0.03, max_retries=2))
+    table = profile(
+        tmp_path, spike, ProbeSettings(every=4, tolerance=0.03, max_retries=2, mode="rounds")
+    )
     assert entry_over_base(table) == pytest.approx(1.0, rel=1e-9)
     drift = table.provenance["profiling"]["runs"][-1]["drift"]
     assert drift["rounds_measured_again"] == 2 and drift["rounds_unsettled"] == 0
@@ -120,9 +122,100 @@ def test_a_round_whose_probe_moved_is_measured_again(tmp_path: Path) -> None:
 
 def test_without_retries_the_spike_stays_in_the_table(tmp_path: Path) -> None:
     """The check above fails when rounds are not measured again: the spike's round is off."""
-    table = profile(tmp_path, spike, ProbeSettings(every=4, tolerance=0.03, max_retries=0))
+    table = profile(
+        tmp_path, spike, ProbeSettings(every=4, tolerance=0.03, max_retries=0, mode="rounds")
+    )
     assert np.abs(entry_over_base(table) - 1.0).max() > 0.1
     assert table.provenance["profiling"]["runs"][-1]["drift"]["rounds_unsettled"] >= 1
+
+
+# -- paired timing: a machine that switches speed every few tens of milliseconds ------------------
+@register_backend
+class SpellsBackend(Backend):
+    """Every run takes ``base_ms(model) * speed``, where the speed is 1.3 in every other spell of
+    ``SPELL_MS`` of simulated time (the machine measured here: +27% in spells of 30 ms to
+    seconds) and 1 otherwise. The clock advances by each run's duration."""
+
+    name = "test-fast-spells"
+    SPELL_MS = 300.0
+    clock_ms = 0.0
+
+    @classmethod
+    def availability(cls) -> Availability:
+        return Availability(True)
+
+    def prepare(self, model: nn.Module, input_shape: tuple[int, ...]) -> float:
+        return base_ms(model)
+
+    def run_many(self, prepared: float, n: int) -> list[float]:
+        out = []
+        for _ in range(n):
+            slow = int(type(self).clock_ms // self.SPELL_MS) % 2 == 1
+            ms = prepared * (1.3 if slow else 1.0)
+            type(self).clock_ms += ms
+            out.append(ms / 1e3)
+        return out
+
+
+def spells_table(tmp_path: Path, probe: ProbeSettings, name: str) -> LatencyTable:
+    SpellsBackend.clock_ms = 0.0
+    out = tmp_path / f"{name}.json"
+    settings = MeasureSettings(warmup=0, repeats=9, max_rounds=1)
+    device = DeviceProfile(name="spells", backend="test-fast-spells")
+    profile_device(device, tiny_space(), out_path=out, settings=settings, probe=probe)
+    return LatencyTable.load(out)
+
+
+def test_paired_timing_keeps_fast_spells_out_of_the_table(tmp_path: Path) -> None:
+    """Timed alternately with the probe, block by block, each op is its ratio to the probe:
+    every entry lands at one speed although a third of the timed runs ran 30% slow."""
+    paired = entry_over_base(spells_table(tmp_path, ProbeSettings(mode="paired"), "paired"))
+    assert np.ptp(paired) / np.median(paired) < 0.02
+    table = LatencyTable.load(tmp_path / "paired.json")
+    drift = table.provenance["profiling"]["runs"][-1]["drift"]
+    assert drift["mode"] == "paired"
+    assert drift["max_ms"] / drift["min_ms"] == pytest.approx(1.3, rel=0.05)  # the probe saw it
+
+
+def test_probe_rounds_cannot_follow_fast_spells(tmp_path: Path) -> None:
+    """The same machine with the probe read between rounds (the check above fails without
+    pairing): entries straddle the two speeds."""
+    rounds = entry_over_base(
+        spells_table(tmp_path, ProbeSettings(mode="rounds", max_retries=0), "rounds")
+    )
+    assert np.ptp(rounds) / np.median(rounds) > 0.15
+
+
+def test_paired_measurement_reports_its_ratio_and_blocks() -> None:
+    """A model 10x shorter than the reference runs 10 times per block; the ratio is exact at a
+    steady speed and the reference's time comes back in ms."""
+    SpellsBackend.SPELL_MS, SpellsBackend.clock_ms = 1e12, 0.0
+    try:
+        backend = SpellsBackend()
+        backend.pair_with(2.0)
+        m = backend.measure_prepared(0.2, MeasureSettings(warmup=0, repeats=5, max_rounds=2))
+    finally:
+        SpellsBackend.SPELL_MS = 300.0
+    assert m.info["paired_block_runs"] == 10
+    assert m.probe_ratio == pytest.approx(0.1) and m.probe_ms == pytest.approx(2.0)
+    assert m.median_ms == pytest.approx(0.2) and m.n == 2 * 5 * 10 and m.stable
+
+
+def test_a_backend_with_its_own_rounds_is_not_paired(tmp_path: Path) -> None:
+    class Reporting(SpellsBackend):
+        name = "test-fast-spells-reporting"
+
+        def measure_round(self, prepared: Any, settings: MeasureSettings, warmup: int) -> Any:
+            return super().measure_round(prepared, settings, warmup)
+
+    assert SpellsBackend().can_pair and not Reporting().can_pair
+    with pytest.raises(BackendError, match="cannot time a reference alternately"):
+        Reporting().pair_with(1.0)
+
+
+def test_unknown_probe_mode_lists_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="unknown probe mode 'pairs'; valid: paired"):
+        ProbeSettings(mode="pairs")
 
 
 # -- the speed check ---------------------------------------------------------------------------------

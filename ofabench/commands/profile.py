@@ -84,7 +84,7 @@ def _profile_text(d: dict[str, Any]) -> str:
 def _probe(args: argparse.Namespace) -> Any:
     from ..latency.probe import ProbeSettings
 
-    return ProbeSettings(enabled=not args.no_probe)
+    return ProbeSettings(enabled=not args.no_probe, mode=args.probe_mode)
 
 
 def _profile_transfer(args: argparse.Namespace) -> None:
@@ -194,7 +194,15 @@ def _add_measure_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-probe",
         action="store_true",
-        help="do not time the reference probe between rounds (no drift normalisation)",
+        help="do not time the reference probe (no drift normalisation)",
+    )
+    p.add_argument(
+        "--probe-mode",
+        choices=["paired", "rounds"],
+        default="paired",
+        help="paired (default): time the probe alternately with every op or subnet, block by "
+        "block, and keep their ratio (holds on a machine that changes speed every few tens of "
+        "milliseconds); rounds: read the probe between rounds of items and interpolate",
     )
     p.add_argument(
         "--calibration-method",

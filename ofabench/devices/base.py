@@ -70,6 +70,10 @@ class Measurement:
     stable: bool = True
     backend: str = ""
     info: Mapping[str, Any] = field(default_factory=dict)
+    #: paired timing (:meth:`Backend.pair_with`): median of the per-block ratios of this model's
+    #: time to the reference's, and the reference's median time in the same blocks
+    probe_ratio: float | None = None
+    probe_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -131,6 +135,9 @@ class Backend(ABC):
     #: the device profile this instance measures (set by ``DeviceProfile.open``), for messages
     device_name: str = ""
     _checked: bool = False  # availability confirmed once: measure() does not ask again
+    _pair: Any = None  # the reference model timed alternately with every measurement, if any
+    #: items longer than this many reference runs are not split further (blocks of 1 run)
+    MAX_BLOCK_RUNS: ClassVar[int] = 256
 
     def __init__(self, **settings: Any) -> None:
         unknown = sorted(set(settings) - self.settings_keys)
@@ -183,7 +190,29 @@ class Backend(ABC):
     def close(self, prepared: Any) -> None:  # noqa: B027 - optional hook
         """Release what :meth:`prepare` made (temporary files, sessions)."""
 
+    @property
+    def can_pair(self) -> bool:
+        """Whether this backend can time a reference model alternately with the model measured
+        (:meth:`pair_with`): it times samples locally (:meth:`run_many`), one call per block.
+        A backend whose runner reports statistics or starts per round (it overrides
+        :meth:`measure_round`) cannot; a remote one may say no for its round-trip cost."""
+        return type(self).measure_round is Backend.measure_round
+
     # -- what the base class owns ----------------------------------------------------------------
+    def pair_with(self, reference: Any | None) -> None:
+        """Time ``reference`` (a model :meth:`prepare` converted: the drift probe) alternately
+        with every model this backend measures from now on (``None``: stop).
+
+        Each round is ``repeats`` *blocks*: a run of the reference, then as many runs of the
+        model as last about one reference run; a block's ratio is the model's median over the
+        mean of the reference runs on either side. A machine that switches speed every few
+        tens of milliseconds slows both alike, so the median ratio (``Measurement.probe_ratio``)
+        holds where the raw times do not. Rounds repeat until two rounds' median ratios agree
+        within ``tolerance``; the ratio reported pools every round's blocks."""
+        if reference is not None and not self.can_pair:
+            raise BackendError(f"backend {self.name!r} cannot time a reference alternately")
+        self._pair = reference
+
     @class_or_instance_method
     def is_available(target: Any) -> Availability:  # noqa: N805 - class or instance
         """:meth:`availability`, with any exception read as "unavailable" and its cause."""
@@ -241,7 +270,10 @@ class Backend(ABC):
 
     def _timed_rounds(self, prepared: Any, settings: MeasureSettings) -> Measurement:
         """Rounds of :meth:`measure_round` until two agree within ``tolerance`` (at most
-        ``max_rounds``); the calmest is kept, since transients only ever add time."""
+        ``max_rounds``); the calmest is kept, since transients only ever add time. With a
+        reference paired (:meth:`pair_with`), rounds of paired blocks instead."""
+        if self._pair is not None and prepared is not self._pair:
+            return self._paired_rounds(prepared, self._pair, settings)
         rounds: list[Measurement] = []
         stable = settings.max_rounds == 1
         while len(rounds) < settings.max_rounds:
@@ -261,6 +293,46 @@ class Backend(ABC):
             )
         info = {**self.info(), **calmest.info}
         return replace(calmest, rounds=len(rounds), stable=stable, backend=self.name, info=info)
+
+
+    def _paired_rounds(self, prepared: Any, reference: Any, settings: MeasureSettings) -> Measurement:
+        """Rounds of paired blocks (see :meth:`pair_with`)."""
+        if settings.warmup:
+            self.run_many(prepared, settings.warmup)
+            self.run_many(reference, max(1, settings.warmup // 2))
+        item_s = float(np.median(self.run_many(prepared, 3)))
+        ref_s = float(np.median(self.run_many(reference, 3)))
+        block = int(min(self.MAX_BLOCK_RUNS, max(1, round(ref_s / max(item_s, 1e-9)))))
+        samples: list[float] = []
+        refs: list[float] = []
+        ratios: list[np.ndarray] = []
+        before = self.run_many(reference, 1)[0]
+        stable = settings.max_rounds == 1
+        while len(ratios) < settings.max_rounds:
+            round_ratios = np.empty(settings.repeats)
+            for b in range(settings.repeats):
+                runs = self.run_many(prepared, block)
+                after = self.run_many(reference, 1)[0]
+                round_ratios[b] = float(np.median(runs)) / (0.5 * (before + after))
+                samples.extend(runs)
+                refs.append(after)
+                before = after
+            ratios.append(round_ratios)
+            best_two = sorted(float(np.median(r)) for r in ratios)[:2]
+            if len(best_two) == 2 and best_two[1] - best_two[0] <= settings.tolerance * best_two[0]:
+                stable = True
+                break
+        kept = drop_outliers(np.asarray(samples, dtype=np.float64) * 1e3, settings.outlier_iqr)
+        info = {**self.info(), "paired_block_runs": block}
+        return replace(
+            Measurement.from_samples(kept.tolist()),
+            rounds=len(ratios),
+            stable=stable,
+            backend=self.name,
+            info=info,
+            probe_ratio=float(np.median(np.concatenate(ratios))),
+            probe_ms=float(np.median(refs)) * 1e3,
+        )
 
 
 def wall_clock(fn: Any, *args: Any) -> float:

@@ -61,21 +61,35 @@ SPEED_TOLERANCE = 0.05
 MAX_RATIO = 1.5
 
 
+PROBE_MODES = {
+    "paired": "the probe timed alternately with every op or subnet, block by block (default)",
+    "rounds": "the probe read between rounds of items, interpolated",
+}
+
+
 @dataclass(frozen=True)
 class ProbeSettings:
-    """Probe rounds: the probe is read after every ``every`` items; a round whose probe moved
-    more than ``tolerance`` is measured again, at most ``max_retries`` times. ``enabled=False``
-    measures as before (no probe, no normalisation)."""
+    """How the probe is used. ``mode="paired"`` (where the backend can: see
+    :meth:`Backend.pair_with`) times it alternately with every item; ``"rounds"`` reads it after
+    every ``every`` items, and a round whose probe moved more than ``tolerance`` is measured
+    again, at most ``max_retries`` times. ``enabled=False`` measures as before (no probe, no
+    normalisation)."""
 
     enabled: bool = True
     every: int = 8
     tolerance: float = 0.03
     max_retries: int = 2
+    mode: str = "paired"
 
     def __post_init__(self) -> None:
         if self.every < 1 or self.tolerance <= 0 or self.max_retries < 0:
             raise ConfigError(
                 f"probe settings need every >= 1, tolerance > 0, max_retries >= 0; got {self}"
+            )
+        if self.mode not in PROBE_MODES:
+            raise ConfigError(
+                f"unknown probe mode {self.mode!r}; valid: "
+                + "; ".join(f"{k} ({v})" for k, v in PROBE_MODES.items())
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,7 +130,17 @@ class Probe:
         self.readings.append(reading)
         return reading
 
+    def pair(self) -> bool:
+        """Have the backend time the probe alternately with every model it measures (see
+        :meth:`Backend.pair_with`); False when it cannot."""
+        if not self.backend.can_pair:
+            return False
+        self.backend.pair_with(self.prepared)
+        return True
+
     def close(self) -> None:
+        if self.backend._pair is self.prepared:
+            self.backend.pair_with(None)
         self.backend.close(self.prepared)
 
     def __enter__(self) -> Probe:
@@ -152,6 +176,7 @@ class DriftLog:
     """What the probe saw during one run."""
 
     readings: list[float] = field(default_factory=list)
+    mode: str = "rounds"
     rounds: int = 0
     measured_again: int = 0
     unsettled: int = 0
@@ -164,6 +189,7 @@ class DriftLog:
         values = np.asarray(self.readings)
         median = float(np.median(values))
         return {
+            "mode": self.mode,
             "readings": len(values),
             "min_ms": round(float(values.min()), 5),
             "median_ms": round(median, 5),
@@ -204,14 +230,26 @@ class DriftGuard:
         self.on_retry = on_retry
         self.log = DriftLog()
         self.last: float | None = None
+        self.paired = False
 
     def start(self) -> float | None:
-        """Read the probe (the first reading); it sets the reference if there is none yet."""
+        """Read the probe (the first reading); it sets the reference if there is none yet. In
+        ``paired`` mode the backend then times the probe alongside every item."""
         if self.probe is None:
             return None
+        if self.paired:
+            self.probe.backend.pair_with(None)
         self.last = self._read()
         if self.reference_ms is None:
             self.reference_ms = self.last
+        if self.settings.mode == "paired":
+            self.paired = self.probe.pair()
+            if not self.paired:
+                log.info(
+                    "backend %r cannot time the probe alternately; reading it between rounds",
+                    self.probe.backend.name,
+                )
+        self.log.mode = "paired" if self.paired else "rounds"
         return self.last
 
     def measure(
@@ -243,6 +281,8 @@ class DriftGuard:
             return [Probed(item, m, None, m.median_ms) for item, m in self._measure(chunk, measure_one)]
         if self.last is None:
             self.start()
+        if self.paired:
+            return self._paired(self._measure(chunk, measure_one))
         best: tuple[float, float, float, list[tuple[T, Measurement]]] | None = None
         for attempt in range(self.settings.max_retries + 1):
             before, results = self.last, self._measure(chunk, measure_one)
@@ -270,9 +310,24 @@ class DriftGuard:
             raise _RoundInterrupted(self._partial(results), exc) from exc
         return results
 
+    def _paired(self, results: list[tuple[T, Measurement]]) -> list[Probed[T]]:
+        """Items timed alternately with the probe: each is its ratio to the probe at the
+        reference speed."""
+        assert self.reference_ms is not None
+        out = []
+        for item, m in results:
+            if m.probe_ratio is None or m.probe_ms is None:  # a compiled-ahead path did not pair
+                raise BackendError(f"{item!r} was measured without the paired probe")
+            self.log.readings.append(m.probe_ms)
+            self.log.rounds += 1
+            out.append(Probed(item, m, m.probe_ms, m.probe_ratio * self.reference_ms))
+        return out
+
     def _partial(self, results: list[tuple[T, Measurement]]) -> list[Probed[T]]:
         if self.probe is None:
             return [Probed(item, m, None, m.median_ms) for item, m in results]
+        if self.paired:
+            return self._paired(results)
         assert self.last is not None
         return self._normalised(self.last, self.last, results)
 
