@@ -203,8 +203,9 @@ class Backend(ABC):
         """Time ``reference`` (a model :meth:`prepare` converted: the drift probe) alternately
         with every model this backend measures from now on (``None``: stop).
 
-        Each round is ``repeats`` *blocks*: a run of the reference, then as many runs of the
-        model as last about one reference run; a block's ratio is the model's median over the
+        Each round is ``repeats`` *blocks*: a run of the reference, then one untimed run of the
+        model (the reference left the caches cold; timed, it inflated large ops by ~5%), then
+        as many timed runs as last about one reference run; a block's ratio is the model's median over the
         mean of the reference runs on either side. A machine that switches speed every few
         tens of milliseconds slows both alike, so the median ratio (``Measurement.probe_ratio``)
         holds where the raw times do not. Rounds repeat until two rounds' median ratios agree
@@ -311,6 +312,7 @@ class Backend(ABC):
         while len(ratios) < settings.max_rounds:
             round_ratios = np.empty(settings.repeats)
             for b in range(settings.repeats):
+                self.run_many(prepared, 1)  # untimed: the reference left the caches cold
                 runs = self.run_many(prepared, block)
                 after = self.run_many(reference, 1)[0]
                 round_ratios[b] = float(np.median(runs)) / (0.5 * (before + after))

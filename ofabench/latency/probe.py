@@ -59,6 +59,7 @@ SPEED_POLICIES = {
 }
 SPEED_TOLERANCE = 0.05
 MAX_RATIO = 1.5
+STEADY_READINGS = 9
 
 
 PROBE_MODES = {
@@ -129,6 +130,13 @@ class Probe:
         reading = self.backend.measure_prepared(self.prepared, self.settings).median_ms
         self.readings.append(reading)
         return reading
+
+    def read_steady(self, readings: int | None = None) -> float:
+        """The median of ``readings`` readings in a row (default :data:`STEADY_READINGS`): the
+        machine's speed over a few seconds rather than at one moment, for a table's reference
+        and the speed check (on a machine whose probe swings 1.6x within seconds, one reading
+        refused or rescaled a table for nothing)."""
+        return float(np.median([self.read() for _ in range(readings or STEADY_READINGS)]))
 
     def pair(self) -> bool:
         """Have the backend time the probe alternately with every model it measures (see
@@ -239,7 +247,11 @@ class DriftGuard:
             return None
         if self.paired:
             self.probe.backend.pair_with(None)
-        self.last = self._read()
+        if self.settings.mode == "paired":  # the reference and speed check: a steady reading
+            self.last = self.probe.read_steady()
+            self.log.readings.append(self.last)
+        else:
+            self.last = self._read()
         if self.reference_ms is None:
             self.reference_ms = self.last
         if self.settings.mode == "paired":
@@ -379,6 +391,12 @@ def record_reference(
     meta.setdefault("model", PROBE_ID)
     meta.setdefault("reference_ms", reference_ms)
     meta["normalisation"] = "entry = median * reference_ms / probe reading of its moment"
+    if settings is not None and settings.mode == "paired":
+        meta["normalisation"] = (
+            "entry = reference_ms * median over blocks of (op runs' median / mean of the probe "
+            "runs either side), op and probe timed alternately; reference_ms = median of "
+            f"{STEADY_READINGS} probe readings"
+        )
     if settings is not None:
         meta["settings"] = settings.to_dict()
     return meta
@@ -464,11 +482,11 @@ def _refusal(
 
 
 def read_probe(
-    backend: Backend, settings: MeasureSettings | None = None, readings: int = 2
+    backend: Backend, settings: MeasureSettings | None = None, readings: int | None = None
 ) -> float:
-    """The probe's fastest median over ``readings`` readings (transients only add time)."""
+    """The probe's steady reading here (:meth:`Probe.read_steady`)."""
     with Probe(backend, settings or MeasureSettings()) as probe:
-        return min(probe.read() for _ in range(readings))
+        return probe.read_steady(readings)
 
 
 def check_device_speed(
