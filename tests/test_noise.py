@@ -59,3 +59,27 @@ def test_cli_prints_the_verdict_and_json(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["noise", "--device", str(quiet), "--space", "small32_w0.5",
                  "--rounds", "2"]) == 1  # fmt: skip
     assert "rounds >= 4" in capsys.readouterr().err
+
+
+def test_paired_timing_is_judged_beside_the_raw_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a simulated machine 30% slower in every other 1 s spell, each raw measurement (3 runs
+    of ~50 ms) lands in one spell or the other: too noisy. Timed alternately with the probe,
+    each block's ratio holds: quiet. Without pairing, no second verdict."""
+    from ofabench.devices.base import MeasureSettings
+
+    from .test_drift import SpellsBackend
+
+    monkeypatch.setattr(SpellsBackend, "SPELL_MS", 1000.0)
+    SpellsBackend.clock_ms = 0.0
+    device = tmp_path / "spells.yaml"
+    device.write_text(f'backend: "{SpellsBackend.name}"\n')
+    quick = MeasureSettings(warmup=0, repeats=3, max_rounds=1)
+    report = measure_noise(str(device), sessions=3, rounds=6, settings=quick)
+    assert not report.quiet_enough and report.within_session_cv > 0.05
+    assert report.paired is not None and report.paired["quiet_enough"]
+    assert report.paired["within_session_cv"] < 0.01
+    assert "timed alternately with the probe" in report.summary()
+    unpaired = measure_noise(str(device), sessions=3, rounds=6, settings=quick, paired=False)
+    assert unpaired.paired is None and "alternately" not in unpaired.summary()

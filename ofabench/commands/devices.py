@@ -91,7 +91,7 @@ def cmd_noise(args: argparse.Namespace) -> None:
 
     settings = MeasureSettings(warmup=args.warmup, repeats=args.repeats, max_rounds=1)
     report = measure_noise(args.device, args.space, args.resolution, args.seed, args.sessions,
-                           args.rounds, settings)  # fmt: skip
+                           args.rounds, settings, paired=not args.no_paired)  # fmt: skip
     emit(args, report.to_dict(), lambda d: report.summary())
 
 
@@ -111,5 +111,10 @@ def register_noise(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=6, help="rounds over the sessions (default 6)")
     p.add_argument("--warmup", type=int, default=10, help="untimed runs per measurement (10)")
     p.add_argument("--repeats", type=int, default=30, help="timed runs per measurement (30)")
+    p.add_argument(
+        "--no-paired",
+        action="store_true",
+        help="skip the second matrix timed alternately with the drift probe",
+    )
     add_json(p)
     p.set_defaults(func=cmd_noise)

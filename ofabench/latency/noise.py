@@ -17,7 +17,12 @@ medians (:func:`noise_figures`):
   their session (a machine with slow spells has a bimodal speed).
 
 The verdict: a single measurement likely repeats within ±5% when ``2 * within_session_cv`` is at
-most 5%. ``ofabench noise --device DEV`` prints it.
+most 5%. Where the backend can time the drift probe alternately with the model
+(:meth:`~ofabench.devices.base.Backend.pair_with`, what ``ofabench profile`` and ``validate`` do
+by default), the same matrix is measured again that way (each entry: its median ratio to the
+probe, at the probe's steady speed) and judged by the same rule (``paired``): a machine too noisy
+for raw timings may still be quiet enough for paired ones. ``ofabench noise --device DEV``
+prints both.
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ class NoiseReport:
     quiet_enough: bool
     wall_s: float
     loadavg: tuple[float, float, float]
+    #: the same matrix timed alternately with the probe (its figures, medians_ms and
+    #: quiet_enough), or None when the backend cannot pair or ``paired=False``
+    paired: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -67,7 +75,17 @@ class NoiseReport:
             f"within {100 * self.within_session_cv:.1f}% (CV; rounds {100 * self.between_round_cv:.1f}%, "
             f"sessions {100 * self.between_session_cv:.1f}%, rank stability {self.rank_stability:.2f}); "
             f"{100 * self.slow_share:.0f}% of measurements in slow spells (>10% over their "
-            f"session's fastest); mean {self.mean_ms:.3f} ms"
+            f"session's fastest); mean {self.mean_ms:.3f} ms" + self._paired_text()
+        )
+
+    def _paired_text(self) -> str:
+        if self.paired is None:
+            return ""
+        verdict = "quiet enough" if self.paired["quiet_enough"] else "too noisy"
+        return (
+            f"; timed alternately with the probe (the default of profile and validate): "
+            f"{verdict}, within {100 * self.paired['within_session_cv']:.1f}% (rounds "
+            f"{100 * self.paired['between_round_cv']:.1f}%)"
         )
 
 
@@ -105,6 +123,7 @@ def measure_noise(
     sessions: int = 4,
     rounds: int = 6,
     settings: MeasureSettings | None = None,
+    paired: bool = True,
 ) -> NoiseReport:
     """Measure the device's noise floor now (see the module docstring) on a random subnet of
     ``space`` (a preset name, a file or a :class:`~ofabench.space.SpaceSpec`) at ``resolution``
@@ -126,11 +145,9 @@ def measure_noise(
     settings = settings or MeasureSettings(max_rounds=1)
     start = time.perf_counter()
     prepared = [backend.prepare(module, shape) for _ in range(sessions)]
-    t = np.zeros((rounds, sessions))
     try:
-        for i in range(rounds):
-            for k, session in enumerate(prepared):
-                t[i, k] = backend.measure_prepared(session, settings).median_ms
+        t = _matrix(backend, prepared, rounds, settings, lambda m: m.median_ms)
+        pairing = _paired_figures(backend, prepared, rounds, settings) if paired else None
     finally:
         for session in prepared:
             backend.close(session)
@@ -148,4 +165,38 @@ def measure_noise(
         quiet_enough=2 * figures["within_session_cv"] <= TARGET,
         wall_s=round(time.perf_counter() - start, 2),
         loadavg=os.getloadavg(),
+        paired=pairing,
     )
+
+
+def _matrix(
+    backend: Any, prepared: list[Any], rounds: int, settings: MeasureSettings, value: Any
+) -> np.ndarray:
+    """rounds x sessions: every session measured once per round, interleaved."""
+    t = np.zeros((rounds, len(prepared)))
+    for i in range(rounds):
+        for k, session in enumerate(prepared):
+            t[i, k] = value(backend.measure_prepared(session, settings))
+    return t
+
+
+def _paired_figures(
+    backend: Any, prepared: list[Any], rounds: int, settings: MeasureSettings
+) -> dict[str, Any] | None:
+    """The matrix again, each measurement timed alternately with the drift probe and given as
+    its ratio to the probe at the probe's steady speed; None when the backend cannot pair."""
+    from .probe import Probe
+
+    if not backend.can_pair:
+        return None
+    with Probe(backend, settings) as probe:
+        reference = probe.read_steady()
+        probe.pair()
+        t = _matrix(backend, prepared, rounds, settings, lambda m: m.probe_ratio * reference)
+    figures = noise_figures(t)
+    return {
+        **figures,
+        "probe_reference_ms": reference,
+        "medians_ms": np.round(t, 5).tolist(),
+        "quiet_enough": 2 * figures["within_session_cv"] <= TARGET,
+    }
