@@ -131,7 +131,7 @@ def test_without_retries_the_spike_stays_in_the_table(tmp_path: Path) -> None:
 
 # -- paired timing: a machine that switches speed every few tens of milliseconds ------------------
 @register_backend
-class SpellsBackend(Backend):
+class SpellsBackend(DriftingBackend):
     """Every run takes ``base_ms(model) * speed``, where the speed is 1.3 in every other spell of
     ``SPELL_MS`` of simulated time (the machine measured here: +27% in spells of 30 ms to
     seconds) and 1 otherwise. The clock advances by each run's duration."""
@@ -139,13 +139,6 @@ class SpellsBackend(Backend):
     name = "test-fast-spells"
     SPELL_MS = 300.0
     clock_ms = 0.0
-
-    @classmethod
-    def availability(cls) -> Availability:
-        return Availability(True)
-
-    def prepare(self, model: nn.Module, input_shape: tuple[int, ...]) -> float:
-        return base_ms(model)
 
     def run_many(self, prepared: float, n: int) -> list[float]:
         out = []
