@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -81,6 +83,18 @@ def _outputs(
 def assert_input_dependent(logits: torch.Tensor) -> None:
     """Two different inputs give clearly different logits (else equality says nothing)."""
     assert float((logits[0] - logits[1]).abs().max()) > 1e-2
+
+
+def assert_same_logits(ref: torch.nn.Module, net: Any, x: torch.Tensor) -> torch.Tensor:
+    """The reference's logits on ``x`` (input-dependent) equal ofabench's supernet's at its
+    active subnet and the extracted static subnet's, within 1e-5; returns the reference's."""
+    with torch.no_grad():
+        want, got = ref(x), net.eval()(x)
+        static = net.get_active_subnet().eval()(x)
+    assert_input_dependent(want)
+    assert float((want - got).abs().max()) <= 1e-5
+    assert float((static - got).abs().max()) <= 1e-5
+    return want
 
 
 @pytest.mark.parametrize("seed", range(4))
