@@ -63,6 +63,26 @@ def test_a_torchvision_network_is_measured_or_fails_alone_with_its_reason(device
         pytest.fail(f"{device} could not measure mobilenet_v3_small: {result.error}")
 
 
+def test_networks_timed_with_the_probe_are_at_the_tables_reference_speed() -> None:
+    """With a drift guard (what replay uses when the table records a probe reference), a
+    network's latency is its ratio to the probe, timed alternately, times the table's
+    reference; the raw median and the probe figures stay in the measurement."""
+    from ofabench.latency.probe import DriftGuard, Probe, ProbeSettings
+
+    backend = load_profile("cpu-onnxruntime").open()
+    with Probe(backend, TINY) as probe:
+        guard = DriftGuard(probe, ProbeSettings(), reference_ms=123.0)
+        guard.start()
+        (result,) = measure_reference_nets(
+            backend, "cpu-onnxruntime", ["mobilenet_v3_small"], 32, TINY, guard
+        )
+    assert result.error is None
+    m = result.measurement
+    assert result.median_ms == pytest.approx(m["probe_ratio"] * 123.0)
+    assert result.median_ms != pytest.approx(m["median_ms"], rel=0.5)  # not the raw time
+    assert m["normalised"]["reference_ms"] == 123.0 and m["normalised"]["probe_ms"] > 0
+
+
 # -- ofabench replay ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:

@@ -131,26 +131,38 @@ def measure_reference_nets(
     names: Sequence[str] = NETWORKS,
     resolution: int = 224,
     settings: Any = None,
+    guard: Any = None,
 ) -> list[NetMeasurement]:
     """Every network of ``names`` timed end to end on ``backend`` at ``resolution`` px (batch
-    1); a network the backend cannot convert or run is returned with its error."""
+    1); a network the backend cannot convert or run is returned with its error. With ``guard``
+    (a started :class:`~ofabench.latency.probe.DriftGuard` normalising to a latency table's
+    reference), each network is timed with the drift probe like the table's subnets and its
+    ``median_ms`` is at the table's reference speed (the raw median stays in ``measurement``)."""
     nets = [reference_net(n) for n in names]
-    return [_measure_one(backend, device, net, resolution, settings) for net in nets]
+    return [_measure_one(backend, device, net, resolution, settings, guard) for net in nets]
 
 
 def _measure_one(
-    backend: Any, device: str, net: ReferenceNet, resolution: int, settings: Any
+    backend: Any, device: str, net: ReferenceNet, resolution: int, settings: Any, guard: Any
 ) -> NetMeasurement:
     shape = (1, 3, resolution, resolution)
     converter, convert = _converter(backend)
+    done: list[Any] = []
     try:
-        measurement = backend.measure(convert(build(net.name), shape), shape, settings)
+        model = convert(build(net.name), shape)
+        if guard is None:
+            measurement, latency, probe = backend.measure(model, shape, settings), None, {}
+        else:
+            guard.measure([net], lambda _: backend.measure(model, shape, settings), done.append)
+            measurement, latency = done[0].measurement, done[0].normalised_ms
+            probe = {"probe_ms": done[0].probe_ms, "reference_ms": guard.reference_ms}
     except OfabenchError as exc:
         logger.warning("%s on %s: not measured: %s", net.name, device, exc)
         return NetMeasurement(net, device, resolution, converter=converter, error=str(exc))
-    logger.info("%s on %s: %.3f ms", net.name, device, measurement.median_ms)
-    data = measurement.to_dict()
-    return NetMeasurement(net, device, resolution, measurement.median_ms, data, converter)
+    latency = measurement.median_ms if latency is None else latency
+    logger.info("%s on %s: %.3f ms", net.name, device, latency)
+    data = {**measurement.to_dict(), **({"normalised": probe} if probe else {})}
+    return NetMeasurement(net, device, resolution, latency, data, converter)
 
 
 def _converter(backend: Any) -> tuple[str, Callable[[Any, tuple[int, ...]], Any]]:

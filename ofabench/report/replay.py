@@ -73,7 +73,7 @@ def run_replay(config: ReplayConfig, command: str) -> dict[str, Any]:
         config.table_root, allow_space_mismatch=config.allow_space_mismatch,
     )  # fmt: skip
     budgets = list(config.budgets) if config.budgets else auto_budgets(problem, config.n_budgets)
-    measured = _measure_networks(config)
+    measured = _measure_networks(config, problem.latency_model.table)
     document = pareto_sweep(
         problem, "latency_ms", budgets, None, config.population, config.generations,
         config.seed, list(config.baselines), config.published, (), config.seeds,
@@ -111,18 +111,29 @@ def _round3(value: float) -> float:
 
 
 # -- standard networks -----------------------------------------------------------------------------
-def _measure_networks(config: ReplayConfig) -> list[Any]:
+def _measure_networks(config: ReplayConfig, table: Any) -> list[Any]:
+    """The torchvision networks timed on the device; where the table records a probe
+    reference, with the drift probe (as its subnets were), at the table's reference speed."""
     if not config.networks:
         return []
     from ..baselines.reference_nets import measure_reference_nets
     from ..devices.base import MeasureSettings
     from ..devices.profiles import load_profile
+    from ..latency.probe import DriftGuard, Probe, ProbeSettings, table_reference
 
     backend = load_profile(config.device).open()
     settings = MeasureSettings(warmup=config.warmup, repeats=config.repeats)
-    return measure_reference_nets(
-        backend, config.device, config.networks, config.resolution, settings
-    )
+    reference = table_reference(table)
+    if reference is None:
+        return measure_reference_nets(
+            backend, config.device, config.networks, config.resolution, settings
+        )
+    with Probe(backend, settings) as probe:
+        guard = DriftGuard(probe, ProbeSettings(), reference)
+        guard.start()
+        return measure_reference_nets(
+            backend, config.device, config.networks, config.resolution, settings, guard
+        )
 
 
 # -- the predictor's offset ------------------------------------------------------------------------
