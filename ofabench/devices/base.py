@@ -199,6 +199,11 @@ class Backend(ABC):
         return type(self).measure_round is Backend.measure_round
 
     # -- what the base class owns ----------------------------------------------------------------
+    @property
+    def paired_reference(self) -> Any | None:
+        """The reference :meth:`pair_with` set, if any."""
+        return self._pair
+
     def pair_with(self, reference: Any | None) -> None:
         """Time ``reference`` (a model :meth:`prepare` converted: the drift probe) alternately
         with every model this backend measures from now on (``None``: stop).

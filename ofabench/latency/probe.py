@@ -147,7 +147,7 @@ class Probe:
         return True
 
     def close(self) -> None:
-        if self.backend._pair is self.prepared:
+        if self.backend.paired_reference is self.prepared:
             self.backend.pair_with(None)
         self.backend.close(self.prepared)
 

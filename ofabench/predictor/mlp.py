@@ -44,7 +44,7 @@ from ..errors import CheckpointError, ConfigError, DatasetError, InvalidArchErro
 from ..files import input_file, load_torch
 from ..space import ArchBatch, ArchConfig, SpaceSpec, get_space
 from .resnet_encoder import LAYOUT as RESNET_LAYOUT
-from .resnet_encoder import ResNetArchEncoder
+from .resnet_encoder import ResNetArchEncoder, SameDescription
 from .spaces import check_predictor_space
 
 logger = logging.getLogger("ofabench")
@@ -62,7 +62,7 @@ Archs = ArchBatch | Sequence[ArchConfig]
 
 
 # -- encoding ----------------------------------------------------------------------------------
-class ArchEncoder:
+class ArchEncoder(SameDescription):
     """Vectorised one-hot encoding of architectures (see the module docstring for the layout).
 
     ``ArchEncoder(space)`` one-hots each of ``space.resolutions``; ``resolution_encoding="ofa"``
@@ -194,12 +194,6 @@ class ArchEncoder:
             data["resolution_slots"],
         )
         return encoder
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ArchEncoder) and self.to_dict() == other.to_dict()
-
-    def __hash__(self) -> int:
-        return hash(tuple(map(str, self.to_dict().values())))
 
     def __repr__(self) -> str:
         return (

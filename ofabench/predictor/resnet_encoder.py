@@ -21,7 +21,25 @@ LAYOUT = "ofa_resnet"
 N_WIDTH_GENES = 6
 
 
-class ResNetArchEncoder:
+class SameDescription:
+    """Encoders are equal (and hash alike) when they are of one class with the same
+    ``to_dict()`` description: the predictor files store and compare that description."""
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, SameDescription)
+            and type(other) is type(self)
+            and self.to_dict() == other.to_dict()
+        )
+
+    def __hash__(self) -> int:
+        return hash(tuple(map(str, self.to_dict().values())))
+
+
+class ResNetArchEncoder(SameDescription):
     """Vectorised encoding of OFA-ResNet50 archs (the layout in the module docstring).
     :meth:`to_dict` describes it fully; :meth:`from_dict` rebuilds it without the space."""
 
@@ -112,12 +130,6 @@ class ResNetArchEncoder:
                 f"not an OFA-ResNet arch-encoder description: {dict(data)!r}"
             ) from exc
         return encoder
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ResNetArchEncoder) and self.to_dict() == other.to_dict()
-
-    def __hash__(self) -> int:
-        return hash(tuple(map(str, self.to_dict().values())))
 
     def __repr__(self) -> str:
         return (
