@@ -418,3 +418,27 @@ def test_parallel_training_samples_the_accuracy_dataset_beside_the_baselines(
     assert summary["rows"] == 6 and summary["evaluated"] == 0 and summary["skipped"] == 6
     text = study_report._accuracy_origin(study, summary)
     assert "run beside the baselines' training once PS had finished" in text
+
+
+def test_a_study_resumed_after_ps_samples_the_accuracy_dataset_beside_the_baselines(
+    tmp_path: Path,
+) -> None:
+    """PS finished in an earlier run (here: trained in-process), the baselines not yet: the
+    resumed study starts the accuracy sampling beside them at once (it used to leave a core idle
+    for the whole of the baselines' training)."""
+    data = mini_study()
+    data.update(parallel_training=False, baselines=["no_ps"])
+    data["train"] = {**data["train"], "stages": data["train"]["stages"][:2]}
+    data["accuracy"] = {**data["accuracy"], "n": 6}
+    root = tmp_path
+    Study(study_from_dict(data, root, "mini-resumed", root / "work", root / "report")).run(
+        until="train_ps"
+    )
+    data["parallel_training"] = True
+    study = Study(study_from_dict(data, root, "mini-resumed", root / "work", root / "report"))
+    study.run(until="accuracy")
+    assert study.state["accuracy_alongside"] is True
+    logs = sorted(p.name for p in (root / "work" / "logs").iterdir())
+    assert logs == ["accuracy_alongside.log", "train_no_ps.log"]  # PS was not trained again
+    summary = study.summary("accuracy")
+    assert summary["rows"] == 6 and summary["evaluated"] == 0 and summary["skipped"] == 6

@@ -358,3 +358,48 @@ def test_cli_errors_exit_1_with_one_line(trained: Path, tmp_path: Path, capsys) 
         ],
     )
     assert (trained / "full.pt").read_bytes() == before
+
+
+def test_sigterm_saves_after_the_step_in_progress_and_the_run_resumes_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ofabench train`` gets SIGTERM during the kernel stage's second step (no mid-epoch
+    checkpoint is due for 100 minutes): it finishes that step, saves the state at step 2 and
+    exits 130; ``--resume`` runs only the two remaining steps and ends with the weights of a run
+    never stopped."""
+    import os
+    import signal
+
+    from ofabench.training import trainer as trainer_module
+
+    data = tiny_config(["full", "kernel"])
+    data["data"]["max_train_images"] = 32  # 4 steps of 8 per epoch
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(data))
+    args = ["train", "--config", str(config), "--no-progress", "--checkpoint-minutes", "100"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+
+    real_step = trainer_module._StageRun._train_step
+    calls: list[tuple[str, int, int]] = []
+    sent: list[bool] = []
+
+    def step_with_sigterm(self, step, images, labels):
+        calls.append((self.stage.name, self.epoch, step))
+        if (self.stage.name, step) == ("kernel", 1) and not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives while this step runs
+        return real_step(self, step, images, labels)
+
+    monkeypatch.setattr(trainer_module._StageRun, "_train_step", step_with_sigterm)
+    handler = signal.getsignal(signal.SIGTERM)
+    assert main([*args, "--out", str(tmp_path / "b")]) == 130
+    assert calls[-1] == ("kernel", 0, 1)  # stopped after the step that got the signal
+    state = torch.load(tmp_path / "b" / "kernel.state.pt", weights_only=True)
+    assert state["epoch"] == 0 and state["partial"]["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) is handler  # the previous handler is back
+    calls.clear()
+    assert main([*args, "--out", str(tmp_path / "b"), "--resume"]) == 0
+    assert calls == [("kernel", 0, 2), ("kernel", 0, 3)]
+    a = torch.load(tmp_path / "a" / "kernel.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "kernel.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

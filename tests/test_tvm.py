@@ -102,6 +102,33 @@ def test_run_many_times_each_call(backend: TVMBackend) -> None:
     assert runnable.workdir is not None and not Path(runnable.workdir).exists()
 
 
+def test_prepare_many_compiles_once_and_loads_separate_machines(
+    backend: TVMBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ofabench noise`` needs several sessions of one subnet: TVM compiles it once (a
+    compile takes minutes for an ImageNet subnet) and loads that on as many virtual machines,
+    each computing what PyTorch does and each closed on its own."""
+    builds: list[int] = []
+    real_build = TVMBackend._build
+    monkeypatch.setattr(
+        TVMBackend, "_build", lambda self, mod: builds.append(1) or real_build(self, mod)
+    )
+    model, shape = block(TINY_BLOCK), shape_of(TINY_BLOCK)
+    sessions = backend.prepare_many(model, shape, 3)
+    try:
+        assert len(builds) == 1 and len(sessions) == 3
+        assert len({id(s.vm) for s in sessions}) == 3
+        x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+        with torch.no_grad():
+            want = model(torch.from_numpy(x)).numpy()
+        for session in sessions:
+            np.testing.assert_allclose(session(x), want, rtol=1e-4, atol=1e-5)
+    finally:
+        for session in sessions:
+            backend.close(session)
+    assert all(not Path(s.workdir).exists() for s in sessions)
+
+
 # -- settings ------------------------------------------------------------------------------------------
 def test_target_forms() -> None:
     assert parse_target("llvm") == {"kind": "llvm", "num-cores": 1}

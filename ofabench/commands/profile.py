@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 from collections.abc import Iterator
 from typing import Any
 
 from ..devices.base import MeasureSettings
 from ..errors import ConfigError
 from ..files import check_output
-from ._common import add_json, add_space, emit, input_paths
+from ._common import add_json, add_space, emit, input_paths, terminate_as_interrupt
 
 
 def _settings(args: argparse.Namespace) -> MeasureSettings:
@@ -22,20 +21,6 @@ def _settings(args: argparse.Namespace) -> MeasureSettings:
         repeats=defaults.repeats if args.repeats is None else args.repeats,
         max_rounds=defaults.max_rounds if args.max_rounds is None else args.max_rounds,
     )
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt, so the library's clean-up (saving the table) runs."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -58,7 +43,7 @@ def _progress_bar(unit: str) -> Iterator[Any]:
         bar.refresh()
 
     try:
-        with logging_redirect_tqdm(), _terminate_as_interrupt():
+        with logging_redirect_tqdm(), terminate_as_interrupt():
             yield progress
     finally:
         for bar in bars:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..files import check_output
-from ._common import add_json, emit
+from ._common import add_json, emit, terminate_as_interrupt
 
 DEMO_OUT = "ofabench-demo"
 DEMO_SHIPPED = "fashion_mnist_ps"
@@ -32,7 +32,8 @@ def _run(args: argparse.Namespace, config: Any, notes: list[str] | None = None) 
     if getattr(args, "list_steps", False):
         emit(args, {"steps": [n for n, _ in study.plan()]}, lambda d: "\n".join(d["steps"]))
         return
-    study.run(until=getattr(args, "until", None), redo=getattr(args, "redo", None) or ())
+    with terminate_as_interrupt():  # its training processes then save their state and stop
+        study.run(until=getattr(args, "until", None), redo=getattr(args, "redo", None) or ())
     steps = study.state["steps"]
     data = {
         "study": config.name,

@@ -28,6 +28,7 @@ def _set_threads(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from ..training import load_config
     from ..training.distributed import init_from_env, shutdown
+    from ..training.stopping import StopSignal, TrainingStopped
     from ..training.trainer import Trainer
 
     _set_threads(args)
@@ -37,6 +38,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     dist = init_from_env()
     if not dist.is_main:
         logging.getLogger("ofabench").setLevel(logging.WARNING)
+    stop = StopSignal()
     try:
         trainer = Trainer(
             config,
@@ -44,8 +46,14 @@ def cmd_train(args: argparse.Namespace) -> None:
             progress=not args.no_progress,
             dist=dist,
             checkpoint_minutes=args.checkpoint_minutes,
+            stop=stop,
         )
-        trainer.run(args.stage, resume=args.resume)
+        with stop.installed():
+            trainer.run(args.stage, resume=args.resume)
+    except TrainingStopped as exc:
+        if dist.is_main:
+            log.warning("%s", exc)
+        raise KeyboardInterrupt from exc
     finally:
         shutdown()
     if dist.is_main:
@@ -197,8 +205,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=10.0,
         metavar="M",
-        help="also save the training state every M minutes within an epoch, so a kill loses at "
-        "most M minutes (default 10; 0: after every step)",
+        help="also save the training state every M minutes within an epoch, so a hard kill loses "
+        "at most M minutes (default 10; 0: after every step); SIGTERM or Ctrl-C saves after the "
+        "step in progress and stops",
     )
     p.add_argument(
         "--schedule",

@@ -25,6 +25,9 @@ from ..errors import BackendError, ConfigError
 
 log = logging.getLogger("ofabench")
 
+PAIRED_BLOCK_RUNS = "paired_block_runs"  # runs of the item per block of a paired measurement
+PER_MEASUREMENT_INFO = frozenset({PAIRED_BLOCK_RUNS})  # info keys that differ item to item
+
 
 @dataclass(frozen=True)
 class Availability:
@@ -161,6 +164,20 @@ class Backend(ABC):
     @abstractmethod
     def prepare(self, model: Any, input_shape: tuple[int, ...]) -> Any:
         """Convert ``model`` (a PyTorch module in eval mode) to what this backend runs."""
+
+    def prepare_many(self, model: Any, input_shape: tuple[int, ...], n: int) -> list[Any]:
+        """``n`` independent instances of ``model`` (sessions, interpreters, virtual machines),
+        each to be closed. The default prepares it ``n`` times; a backend that compiles may
+        compile once and load the result ``n`` times."""
+        out: list[Any] = []
+        try:
+            for _ in range(n):
+                out.append(self.prepare(model, input_shape))
+        except BaseException:
+            for prepared in out:
+                self.close(prepared)
+            raise
+        return out
 
     def run_once(self, prepared: Any) -> float:
         """Run the prepared model once; return the elapsed seconds."""
@@ -330,7 +347,7 @@ class Backend(ABC):
                 stable = True
                 break
         kept = drop_outliers(np.asarray(samples, dtype=np.float64) * 1e3, settings.outlier_iqr)
-        info = {**self.info(), "paired_block_runs": block}
+        info = {**self.info(), PAIRED_BLOCK_RUNS: block}
         return replace(
             Measurement.from_samples(kept.tolist()),
             rounds=len(ratios),

@@ -144,7 +144,7 @@ def measure_noise(
     module, shape = build_subnet_module(spec, arch)
     settings = settings or MeasureSettings(max_rounds=1)
     start = time.perf_counter()
-    prepared = [backend.prepare(module, shape) for _ in range(sessions)]
+    prepared = backend.prepare_many(module, shape, sessions)  # TVM compiles it once
     try:
         t = _matrix(backend, prepared, rounds, settings, lambda m: m.median_ms)
         pairing = _paired_figures(backend, prepared, rounds, settings) if paired else None

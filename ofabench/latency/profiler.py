@@ -81,7 +81,7 @@ from typing import Any
 
 import numpy as np
 
-from ..devices.base import Backend, Measurement, MeasureSettings
+from ..devices.base import PER_MEASUREMENT_INFO, Backend, Measurement, MeasureSettings
 from ..devices.profiles import DeviceProfile, load_profile
 from ..errors import BackendError, ConfigError, LatencyTableError
 from ..provenance import atomic_open
@@ -501,7 +501,8 @@ class _Run:
 
     def record_info(self, measurement: Measurement) -> None:
         meta = self.table.provenance.setdefault(PROFILING, {})
-        info = json.loads(json.dumps(dict(measurement.info), default=str))
+        shared = {k: v for k, v in measurement.info.items() if k not in PER_MEASUREMENT_INFO}
+        info = json.loads(json.dumps(shared, default=str))
         previous = meta.get("backend_info")
         if previous is not None and previous != info:
             log.warning(

@@ -57,9 +57,10 @@ def train(study: Study, schedule: str) -> dict[str, Any]:
         config_file = study.train_config_file()
         jobs = [(f"train_{s}", _train_args(study, config_file, s)) for s in pending]
         after = {}
-        if _accuracy_alongside(study, schedules):
-            # a core the baselines leave idle samples the accuracy dataset once PS has finished;
-            # the accuracy step then finds its rows in the CSV
+        if _accuracy_alongside(study, pending):
+            # a core the baselines leave idle samples the accuracy dataset once PS has finished
+            # (at once when PS finished in an earlier run); the accuracy step then finds its
+            # rows in the CSV
             jobs.append(("accuracy_alongside", _accuracy_args(study)))
             after["accuracy_alongside"] = ["train_ps"]
             study.state["accuracy_alongside"] = True
@@ -83,13 +84,14 @@ def _train_args(study: Study, config_file: Path, schedule: str) -> list[str]:
     return args
 
 
-def _accuracy_alongside(study: Study, schedules: Sequence[str]) -> bool:
-    """Whether the accuracy dataset is sampled beside the baselines' training: PS trained here
-    with baselines beside it, and the accuracy step not yet done."""
+def _accuracy_alongside(study: Study, pending: Sequence[str]) -> bool:
+    """Whether the accuracy dataset is sampled beside the baselines' training: a baseline still
+    to train (PS trained before it or beside it), PS trained here, the accuracy step not yet
+    done. A study resumed after PS finished samples it too (it once did not, and left a core
+    idle for hours)."""
     return (
         not study.config.pretrained
-        and "ps" in schedules
-        and len(schedules) > 1
+        and any(s != "ps" for s in pending)
         and not study.done("accuracy")
     )
 

@@ -28,7 +28,10 @@ generator seeded by ``(seed, stage, epoch, step)``, so a run resumed after a kil
 the schedule of an uninterrupted one, and every rank of a distributed run samples the same subnets.
 A kill loses at most ``checkpoint_minutes`` of training: the state written within an epoch records
 the step reached, the epoch's running sums and the torch RNG, and the resumed run skips the batches
-already seen (the batch order is a function of the seed) and ends with the same weights.
+already seen (the batch order is a function of the seed) and ends with the same weights. With a
+``stop`` callable (``ofabench train`` passes a :class:`~.stopping.StopSignal`), a SIGTERM or
+SIGINT loses only the step in progress: the trainer saves the state after it and raises
+:class:`~.stopping.TrainingStopped`.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +87,7 @@ from .scratch import (
     save_static_network,
 )
 from .stages import Stage, protected_expands
+from .stopping import TrainingStopped
 from .strategy import Distiller, NoDistillation, distiller_class, soft_target_cross_entropy
 
 log = logging.getLogger("ofabench")
@@ -148,11 +152,13 @@ class Trainer:
         progress: bool = False,
         dist: DistContext | None = None,
         checkpoint_minutes: float = DEFAULT_CHECKPOINT_MINUTES,
+        stop: Callable[[], bool] | None = None,
     ) -> None:
         if not checkpoint_minutes >= 0:
             raise ConfigError(f"checkpoint_minutes must be >= 0, got {checkpoint_minutes}")
         self.config = config
         self.checkpoint_seconds = 60.0 * checkpoint_minutes
+        self.stop = stop
         self.out_dir = Path(out_dir)
         self.space: SpaceSpec = config.space_spec()
         self.stages: tuple[Stage, ...] = config.schedule_stages()
@@ -558,7 +564,9 @@ class _StageRun:
         }
         teacher_before = self.distiller.teacher_images
         seen, start, saved = done, time.perf_counter(), time.monotonic()
-        for step, (images, labels) in zip(range(done, steps), itertools.islice(batches, done, None)):
+        for step, (images, labels) in zip(
+            range(done, steps), itertools.islice(batches, done, None)
+        ):
             loss, acc = self._train_step(step, images, labels)
             sums["loss_sum"] += loss
             sums["acc_sum"] += acc
@@ -568,7 +576,8 @@ class _StageRun:
                     loss=f"{sums['loss_sum'] / seen:.3f}", acc=f"{sums['acc_sum'] / seen:.3f}"
                 )
                 bar.update(1)
-            if seen < steps and self._checkpoint_due(saved):
+            stopping = self._stop_requested()
+            if seen < steps and (stopping or self._checkpoint_due(saved)):
                 now = time.perf_counter()
                 self._save_state(partial={
                     **sums,
@@ -579,6 +588,12 @@ class _StageRun:
                     + self.distiller.teacher_images - teacher_before,
                 })  # fmt: skip
                 saved = time.monotonic()
+                if stopping:
+                    raise TrainingStopped(
+                        self.stage.name, self.epoch + 1, seen,
+                        self.trainer.state_path(self.stage.name),
+                        getattr(self.trainer.stop, "reason", None) or "request",
+                    )  # fmt: skip
         seconds = sums["seconds"] + time.perf_counter() - start
         teacher = sums["teacher_images"] + self.distiller.teacher_images - teacher_before
         passes = self.plan.passes_until(first + seen) - self.plan.passes_until(first)
@@ -594,6 +609,13 @@ class _StageRun:
             "subnet_passes": passes,
             "teacher_passes": int(teacher) * dist.world_size,
         }
+
+    def _stop_requested(self) -> bool:
+        """Whether a stop was asked for (:mod:`.stopping`); on several ranks they agree."""
+        stop = self.trainer.stop
+        if stop is None:
+            return False
+        return any_rank(bool(stop()), self.trainer.dist)
 
     def _checkpoint_due(self, since: float) -> bool:
         """Whether ``checkpoint_minutes`` have passed since the last save (0: after every step);
