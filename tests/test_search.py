@@ -170,6 +170,29 @@ def test_score_cache_skips_repeats_without_changing_the_search() -> None:
     assert len(calls) <= 81 and max(calls) <= 50
 
 
+def test_a_shared_score_cache_spares_the_next_budget_its_repeats() -> None:
+    """A sweep's budgets share one predictor cache: the second search finds the same
+    architecture with the same history and evaluation count, with fewer predictor rows than
+    the same search with a cache of its own."""
+    calls: list[int] = []
+
+    def counted(batch: ArchBatch) -> np.ndarray:
+        calls.append(len(batch))
+        return match_score(batch)
+
+    run = {"population": 50, "generations": 60, "seed": 4}
+    shared: dict[bytes, float] = {}
+    evolve(W10, counted, [macs_constraint(W10, 300)], score_cache=shared, **run)
+    calls.clear()
+    second = evolve(W10, counted, [macs_constraint(W10, 350)], score_cache=shared, **run)
+    with_shared = sum(calls)
+    calls.clear()
+    alone = evolve(W10, counted, [macs_constraint(W10, 350)], **run)
+    assert second.best == alone.best and second.history == alone.history
+    assert second.n_evaluations == alone.n_evaluations == 50 * 61
+    assert with_shared == second.settings["n_predicted"] < alone.settings["n_predicted"] == sum(calls)
+
+
 def test_results_are_reproducible_and_json_ready() -> None:
     run = {"population": 20, "generations": 10, "seed": 5}
     first = evolve(SMALL, match_small, macs_constraint(SMALL, 30), **run)

@@ -194,8 +194,10 @@ def run_search(
     generations: int = 500,
     seed: int = 0,
     n_evals: int | None = None,
+    score_cache: dict[bytes, float] | None = None,
 ) -> SearchResult:
-    """Evolutionary or random search (same number of evaluations by default) under budgets."""
+    """Evolutionary or random search (same number of evaluations by default) under budgets;
+    ``score_cache`` is the evolution's predictor cache, shared by the budgets of a sweep."""
     if method not in METHODS:
         raise ConfigError(f"unknown search method {method!r}; allowed: {list(METHODS)}")
     constraints = problem.constraints(budgets)
@@ -208,6 +210,7 @@ def run_search(
             population=population,
             generations=generations,
             seed=seed,
+            score_cache=score_cache,
         )
     n = n_evals if n_evals is not None else population * (generations + 1)
     return random_search(problem.space, predict, constraints, n, seed=seed, batch_size=1000)

@@ -153,10 +153,13 @@ def _search_budgets(
     points, skipped = [], []
     context: dict[str, Any] = {"n_evaluations": {}, "seed": seed, "timing_s": {}, "evaluations": {}}
     start = time.perf_counter()
+    cache: dict[bytes, float] = {}  # one predictor cache for every budget of the sweep
     for budget in budgets:
         limits = {**fixed, axis: budget}
         try:
-            result = run_search(problem, limits, "evolution", population, generations, seed)
+            result = run_search(
+                problem, limits, "evolution", population, generations, seed, score_cache=cache
+            )
         except InfeasibleConstraintError as exc:
             skipped.append({"method": SEARCH_METHOD, "budget": budget, "reason": str(exc)})
             logger.warning("budget %g skipped: %s", budget, exc)
