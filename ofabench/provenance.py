@@ -44,11 +44,16 @@ def library_versions(*names: str) -> dict[str, str]:
     return versions
 
 
+def command_line() -> str:
+    """This process's command line as a user would type it (program name, then arguments)."""
+    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else ""
+
+
 def provenance(**extra: Any) -> dict[str, Any]:
     """A record of how a result was made: command line, ofabench/Python/library versions,
     machine, time. Extra keys (device, backend, seed...) are merged in."""
     return {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+        "command": command_line(),
         "ofabench": __version__,
         "python": platform.python_version(),
         "versions": library_versions(

@@ -41,6 +41,7 @@ from ofabench.latency.table import (
     OpSpec,
     resolution_ops,
 )
+from ofabench.provenance import command_line
 from ofabench.space import get_space
 from ofabench.supernet.static import MobileNetV3
 
@@ -276,6 +277,8 @@ def test_crash_then_resume_measures_each_op_once(null_yaml: Path, tmp_path: Path
     final = LatencyTable.load(out)
     assert set(final) == set(LatencyTable.load(reference.path))
     assert len(final) == reference.n_entries
+    runs = final.provenance["profiling"]["runs"]  # each run that added to it, with its command
+    assert len(runs) == 2 and all(r["command"] == command_line() for r in runs)
 
 
 def test_backend_failure_names_the_op_and_keeps_the_table(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ provenance says what was done::
         "unstable_keys": [...],                               # measured, rounds never agreed
         "fit": {"method": ..., "groups": ..., "groups_rejected": ..., "ops_measured_instead": ...,
                 "max_rel_rms": ..., "median_rel_rms": ..., "worst_groups": [...]},
-        "runs": [{"started": ..., "measured": ..., "fitted": ..., "wall_s": ...}, ...],
+        "runs": [{"started": ..., "command": ..., "measured": ..., "fitted": ..., "wall_s": ...}, ...],
     }
     provenance["calibration"] = {"scale": ..., "overhead_ms": ..., "n": K, "seed": ...,
                                  "method": "affine" | "ratio" | "auto: ...", "description": ...,
@@ -84,7 +84,7 @@ import numpy as np
 from ..devices.base import PER_MEASUREMENT_INFO, Backend, Measurement, MeasureSettings
 from ..devices.profiles import DeviceProfile, load_profile
 from ..errors import BackendError, ConfigError, LatencyTableError
-from ..provenance import atomic_open
+from ..provenance import atomic_open, command_line
 from ..provenance import provenance as make_provenance
 from ..space import ArchBatch, ArchConfig, SpaceSpec, as_rng, get_space
 from .counting import layer_macs
@@ -966,7 +966,10 @@ def _execute(
     calibration_plan: tuple[Sequence[ArchConfig], int, str],
     start: float,
 ) -> ProfileResult:
-    run_info: dict[str, Any] = {"started": _now(), "measured": 0, "fitted": 0, "passes": run.passes}
+    run_info: dict[str, Any] = {
+        "started": _now(), "command": command_line(), "measured": 0, "fitted": 0,
+        "passes": run.passes,
+    }  # fmt: skip  (a resumed table keeps the command of every run that added to it)
     run.table.provenance[PROFILING].setdefault("runs", []).append(run_info)
     try:
         return _execute_steps(run, space, plan, calibration_plan, start, run_info)
