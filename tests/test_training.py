@@ -207,13 +207,39 @@ def test_resume_after_an_interrupted_run_is_exact(tmp_path: Path, digits) -> Non
     resumed = Trainer(cfg, tmp_path / "b", dataset=digits)
     history = resumed.run(resume=True)
     assert len(history) == 3
-    a = torch.load(tmp_path / "a" / "kernel.pt", weights_only=True)["state_dict"]
-    b = torch.load(tmp_path / "b" / "kernel.pt", weights_only=True)["state_dict"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_kernel_weights(tmp_path / "a", tmp_path / "b")
 
 
 class _Killed(Exception):
     """Stands for a kill between two steps."""
+
+
+def patch_steps(
+    monkeypatch: pytest.MonkeyPatch, at: tuple[str, int], action: Any
+) -> list[tuple[str, int, int]]:
+    """Record every training step as ``(stage, epoch, step)``; call ``action()`` once, when the
+    step ``at`` (stage, step) starts."""
+    from ofabench.training import trainer as trainer_module
+
+    real_step = trainer_module._StageRun._train_step
+    calls: list[tuple[str, int, int]] = []
+    acted: list[bool] = []
+
+    def step(self, index, images, labels):
+        calls.append((self.stage.name, self.epoch, index))
+        if (self.stage.name, index) == at and not acted:
+            acted.append(True)
+            action()
+        return real_step(self, index, images, labels)
+
+    monkeypatch.setattr(trainer_module._StageRun, "_train_step", step)
+    return calls
+
+
+def assert_same_kernel_weights(a: Path, b: Path) -> None:
+    first = torch.load(a / "kernel.pt", weights_only=True)["state_dict"]
+    second = torch.load(b / "kernel.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(first[k], second[k]) for k in first)
 
 
 def test_a_run_killed_within_an_epoch_resumes_at_its_step(
@@ -222,26 +248,16 @@ def test_a_run_killed_within_an_epoch_resumes_at_its_step(
     """With ``checkpoint_minutes=0`` the state is saved after every step; a run killed at the
     third step of the kernel stage's 4-step epoch resumes there (not at the epoch's start) and
     ends with the weights and the metrics row of a run never killed."""
-    from ofabench.training import trainer as trainer_module
-
     data = tiny_config(["full", "kernel"])
     data["data"]["max_train_images"] = 32  # 4 steps of 8 per epoch
     cfg = config_from_dict(data)
     dataset = load_dataset(DataConfig("digits", max_train_images=32))
     straight = Trainer(cfg, tmp_path / "a", dataset=dataset, checkpoint_minutes=0).run()
 
-    real_step = trainer_module._StageRun._train_step
-    calls: list[tuple[str, int, int]] = []
-    killed: list[bool] = []
+    def kill() -> None:
+        raise _Killed
 
-    def step_then_kill(self, step, images, labels):
-        calls.append((self.stage.name, self.epoch, step))
-        if (self.stage.name, step) == ("kernel", 2) and not killed:
-            killed.append(True)
-            raise _Killed
-        return real_step(self, step, images, labels)
-
-    monkeypatch.setattr(trainer_module._StageRun, "_train_step", step_then_kill)
+    calls = patch_steps(monkeypatch, ("kernel", 2), kill)
     with pytest.raises(_Killed):
         Trainer(cfg, tmp_path / "b", dataset=dataset, checkpoint_minutes=0).run()
     state = torch.load(tmp_path / "b" / "kernel.state.pt", weights_only=True)
@@ -249,9 +265,7 @@ def test_a_run_killed_within_an_epoch_resumes_at_its_step(
     calls.clear()
     resumed = Trainer(cfg, tmp_path / "b", dataset=dataset, checkpoint_minutes=0).run(resume=True)
     assert calls == [("kernel", 0, 2), ("kernel", 0, 3)]  # the two steps not yet done, only
-    a = torch.load(tmp_path / "a" / "kernel.pt", weights_only=True)["state_dict"]
-    b = torch.load(tmp_path / "b" / "kernel.pt", weights_only=True)["state_dict"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_kernel_weights(tmp_path / "a", tmp_path / "b")
     volatile = {"seconds", "images_per_s"}
     for row_a, row_b in zip(straight, resumed, strict=True):
         assert {k: v for k, v in row_a.items() if k not in volatile} == {
@@ -370,8 +384,6 @@ def test_sigterm_saves_after_the_step_in_progress_and_the_run_resumes_exactly(
     import os
     import signal
 
-    from ofabench.training import trainer as trainer_module
-
     data = tiny_config(["full", "kernel"])
     data["data"]["max_train_images"] = 32  # 4 steps of 8 per epoch
     config = tmp_path / "config.yaml"
@@ -379,18 +391,8 @@ def test_sigterm_saves_after_the_step_in_progress_and_the_run_resumes_exactly(
     args = ["train", "--config", str(config), "--no-progress", "--checkpoint-minutes", "100"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
 
-    real_step = trainer_module._StageRun._train_step
-    calls: list[tuple[str, int, int]] = []
-    sent: list[bool] = []
-
-    def step_with_sigterm(self, step, images, labels):
-        calls.append((self.stage.name, self.epoch, step))
-        if (self.stage.name, step) == ("kernel", 1) and not sent:
-            sent.append(True)
-            os.kill(os.getpid(), signal.SIGTERM)  # arrives while this step runs
-        return real_step(self, step, images, labels)
-
-    monkeypatch.setattr(trainer_module._StageRun, "_train_step", step_with_sigterm)
+    # the signal arrives while the kernel stage's second step runs
+    calls = patch_steps(monkeypatch, ("kernel", 1), lambda: os.kill(os.getpid(), signal.SIGTERM))
     handler = signal.getsignal(signal.SIGTERM)
     assert main([*args, "--out", str(tmp_path / "b")]) == 130
     assert calls[-1] == ("kernel", 0, 1)  # stopped after the step that got the signal
@@ -400,6 +402,4 @@ def test_sigterm_saves_after_the_step_in_progress_and_the_run_resumes_exactly(
     calls.clear()
     assert main([*args, "--out", str(tmp_path / "b"), "--resume"]) == 0
     assert calls == [("kernel", 0, 2), ("kernel", 0, 3)]
-    a = torch.load(tmp_path / "a" / "kernel.pt", weights_only=True)["state_dict"]
-    b = torch.load(tmp_path / "b" / "kernel.pt", weights_only=True)["state_dict"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_kernel_weights(tmp_path / "a", tmp_path / "b")

@@ -91,14 +91,14 @@ def assert_in_sync(module: nn.Module, ctx: DistContext) -> bool:
     return bool(torch.equal(low, high))
 
 
-def any_rank(flag: bool, ctx: DistContext) -> bool:
-    """Whether ``flag`` holds on any rank (every rank gets the same answer); ``flag`` itself on
-    one process."""
+def max_rank(value: int, ctx: DistContext) -> int:
+    """The largest ``value`` over the ranks (every rank gets the same answer); ``value`` itself
+    on one process."""
     if not ctx.enabled:
-        return flag
-    value = torch.tensor([int(flag)])
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+        return value
+    tensor = torch.tensor([int(value)])
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
 
 
 def barrier(ctx: DistContext) -> None:

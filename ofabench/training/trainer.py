@@ -73,10 +73,10 @@ from .data import (
 from .distributed import (
     DistContext,
     allreduce_gradients,
-    any_rank,
     assert_in_sync,
     barrier,
     broadcast_state,
+    max_rank,
 )
 from .evaluate import SubnetEvaluator, channels_last, evaluate_static
 from .scratch import (
@@ -564,9 +564,7 @@ class _StageRun:
         }
         teacher_before = self.distiller.teacher_images
         seen, start, saved = done, time.perf_counter(), time.monotonic()
-        for step, (images, labels) in zip(
-            range(done, steps), itertools.islice(batches, done, None)
-        ):
+        for step, (images, labels) in zip(range(done, steps), itertools.islice(batches, done, None)):
             loss, acc = self._train_step(step, images, labels)
             sums["loss_sum"] += loss
             sums["acc_sum"] += acc
@@ -576,8 +574,8 @@ class _StageRun:
                     loss=f"{sums['loss_sum'] / seen:.3f}", acc=f"{sums['acc_sum'] / seen:.3f}"
                 )
                 bar.update(1)
-            stopping = self._stop_requested()
-            if seen < steps and (stopping or self._checkpoint_due(saved)):
+            save, stopping = self._save_or_stop(saved) if seen < steps else (False, False)
+            if save:
                 now = time.perf_counter()
                 self._save_state(partial={
                     **sums,
@@ -610,18 +608,15 @@ class _StageRun:
             "teacher_passes": int(teacher) * dist.world_size,
         }
 
-    def _stop_requested(self) -> bool:
-        """Whether a stop was asked for (:mod:`.stopping`); on several ranks they agree."""
-        stop = self.trainer.stop
-        if stop is None:
-            return False
-        return any_rank(bool(stop()), self.trainer.dist)
-
-    def _checkpoint_due(self, since: float) -> bool:
-        """Whether ``checkpoint_minutes`` have passed since the last save (0: after every step);
-        on several ranks they agree (any rank due saves all), so they save at the same step."""
+    def _save_or_stop(self, since: float) -> tuple[bool, bool]:
+        """``(save, stop)`` within an epoch: save when ``checkpoint_minutes`` have passed since
+        the last save (0: after every step) or a stop was asked for (:mod:`.stopping`), which
+        also ends the run. Ranks agree (one reduction of ``2 * stop + due``: any rank due saves
+        all, any rank stopping stops all), so they save and stop at the same step."""
         due = time.monotonic() - since >= self.trainer.checkpoint_seconds
-        return any_rank(due, self.trainer.dist)
+        stop = self.trainer.stop is not None and bool(self.trainer.stop())
+        code = max_rank(2 * int(stop) + int(due), self.trainer.dist)
+        return code >= 1, code >= 2
 
     def _train_step(
         self, step: int, images: torch.Tensor, labels: torch.Tensor
