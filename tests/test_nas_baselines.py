@@ -5,6 +5,7 @@ structure: the latency model's exact additive form, no import cycles, lazy pymoo
 from __future__ import annotations
 
 import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -23,9 +24,10 @@ from ofabench.baselines import (
 from ofabench.baselines import registry as baseline_registry
 from ofabench.errors import ConfigError
 from ofabench.latency import LatencyModel, LatencyTable
-from ofabench.search import latency_constraint, macs_constraint
+from ofabench.search import latency_constraint, macs_constraint, params_constraint
 from ofabench.search.algorithms import aging_evolution, local_search
 from ofabench.search.genome import Genome
+from ofabench.search.nsga2 import _ArrayNSGA2, nsga2
 from ofabench.search.pareto import hypervolume_2d, hypervolume_spread, pareto_front
 from ofabench.search.problem import SearchProblem
 from ofabench.search.sweep import pareto_sweep
@@ -137,6 +139,119 @@ def test_one_gene_moves_change_exactly_one_meaningful_gene() -> None:
     neighbours = genome.neighbours_index(rows[0])
     assert ((neighbours != rows[0]).sum(1) == 1).all()
     assert len(neighbours) == int((genome.meaningful(rows[:1])[0] * (genome.counts - 1)).sum())
+
+
+@pytest.mark.parametrize("engine", ["arrays", "pymoo"])
+def test_nsga2_engines_score_exactly_n_and_return_a_feasible_front(engine: str) -> None:
+    cost, params = macs_constraint(SMALL, 30.0), params_constraint(SMALL, 3.5)
+    front = nsga2(SMALL, LinearScore().predict, cost, [params], n_evals=1234, population=24,
+                  seed=5, engine=engine)  # fmt: skip
+    assert front.n_evaluations == 1234 and front.settings["engine"] == engine
+    assert len(front.archs) >= 2
+    assert (front.costs["mmacs"] <= 30.0).all() and (front.costs["mparams"] <= 3.5).all()
+    assert len(pareto_front(front.costs["mmacs"], front.scores)) == len(front.archs)
+    again = nsga2(SMALL, LinearScore().predict, cost, [params], n_evals=1234, population=24,
+                  seed=5, engine=engine)  # fmt: skip
+    assert again.archs == front.archs  # seeded
+
+
+def test_nsga2_array_engine_fronts_are_as_good_as_pymoos() -> None:
+    cost = macs_constraint(SMALL, 40.0)
+    volumes = {}
+    for engine in ("arrays", "pymoo"):
+        runs = []
+        for seed in range(3):
+            front = nsga2(SMALL, LinearScore().predict, cost, [], 1500, 20, seed, engine=engine)
+            runs.append((front.costs["mmacs"], front.scores))
+        volumes[engine] = hypervolume_spread(runs, 40.0, 0.5)
+    spread = max(volumes["arrays"]["std"], volumes["pymoo"]["std"], 1e-3 * volumes["pymoo"]["mean"])
+    assert abs(volumes["arrays"]["mean"] - volumes["pymoo"]["mean"]) < 3 * spread, volumes
+
+
+def _array_engine(x, f, cv, crowding=None):
+    engine = object.__new__(_ArrayNSGA2)  # the population alone, no search around it
+    engine.rng, engine.size = np.random.default_rng(0), len(x)
+    engine.x, engine.f, engine.cv = np.asarray(x, float), np.asarray(f, float), np.asarray(cv, float)
+    engine.crowding = np.zeros(len(x)) if crowding is None else np.asarray(crowding, float)
+    return engine
+
+
+def test_nsga2_array_tournament_prefers_feasible_then_dominating_then_crowded() -> None:
+    # members: 0 dominates 1; 2 and 3 are non-dominated with 2 more crowded (smaller distance);
+    # 4 and 5 infeasible (violation 1 and 2)
+    f = [[1, -5], [2, -4], [1, -3], [3, -6], [0, -9], [0, -9]]
+    engine = _array_engine(np.zeros((6, 2)), f, [0, 0, 0, 0, 1, 2], [1, 1, 0.5, 2.0, 0, 0])
+    a = np.array([0, 1, 2, 3, 4, 5, 0, 4])
+    b = np.array([1, 0, 3, 2, 5, 4, 4, 1])
+    assert engine._tournament(a, b).tolist() == [0, 0, 3, 3, 4, 4, 0, 1]
+    ties = engine._tournament(np.full(400, 4), np.full(400, 4))  # equal violation: at random
+    assert (ties == 4).all()
+    even = _array_engine(np.zeros((2, 2)), [[1, -2], [2, -3]], [0, 0], [1.0, 1.0])
+    picks = even._tournament(np.zeros(400, int), np.ones(400, int))
+    assert 100 < (picks == 0).sum() < 300  # same front, same crowding: a coin
+
+
+def test_nsga2_array_survival_keeps_fronts_then_least_violating() -> None:
+    from pymoo.operators.survival.rank_and_crowding.metrics import get_crowding_function
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+    engine = _array_engine(np.zeros((1, 1)), np.zeros((1, 2)), [0])
+    engine.nds, engine.crowding_fn = NonDominatedSorting(), get_crowding_function("cd")
+    x = np.arange(7.0)[:, None]
+    f = np.array([[1, -1], [2, -2], [3, -3], [2, -1], [3, -2], [0, 0], [0, 0]], float)
+    cv = np.array([0, 0, 0, 0, 0, 3.0, 1.0])
+    engine.size = 6
+    engine._survive(x, f, cv)
+    assert set(engine.x[:3, 0]) == {0, 1, 2} and set(engine.x[3:5, 0]) == {3, 4}
+    assert engine.x[5, 0] == 6  # the smaller violation of the two infeasible rows
+    assert engine.rank[:5].tolist() == [0, 0, 0, 1, 1] and np.isinf(engine.rank[5])
+    engine.size = 4  # the second front is split by crowding: both its members are boundary
+    engine._survive(x, f, cv)
+    assert set(engine.x[:3, 0]) == {0, 1, 2} and engine.x[3, 0] in (3, 4) and len(engine.x) == 4
+
+
+def test_nsga2_array_variation_is_pymoos_sbx_and_polynomial_mutation() -> None:
+    from pymoo.core.population import Population
+    from pymoo.core.problem import Problem
+    from pymoo.operators.crossover.sbx import SBX
+    from pymoo.operators.mutation.pm import PM
+    from pymoo.operators.repair.rounding import RoundingRepair
+
+    module = importlib.import_module("ofabench.search.nsga2")  # the package exports the function
+    upper = Genome(SMALL).counts - 1.0
+    rng = np.random.default_rng(0)
+    engine = _array_engine(np.zeros((1, 1)), np.zeros((1, 2)), [0])
+    engine.xl, engine.xu = np.zeros(len(upper)), upper
+    problem = Problem(n_var=len(upper), n_obj=2, xl=0, xu=upper)
+    sbx = SBX(prob=module.SBX_PROB, eta=module.SBX_ETA, vtype=float, repair=RoundingRepair())
+    pm = PM(prob=module.PM_PROB, eta=module.PM_ETA, vtype=float, repair=RoundingRepair())
+    pairs = np.stack([np.arange(4000), 4000 + np.arange(4000)], axis=1)
+
+    def stats(children: np.ndarray, parents: np.ndarray) -> np.ndarray:
+        changed = children[:4000] != parents[0]  # a first child against its first parent
+        distance = np.abs(children[:4000] - parents[0]).mean()
+        return np.array([changed.mean(), (changed.sum(1) == 0).mean(), distance])
+
+    one = np.floor(rng.random((4000, len(upper))) * (upper + 1))
+    other = np.floor(rng.random((4000, len(upper))) * (upper + 1))
+    # different parents: mostly crossover; equal parents: SBX leaves them, mutation alone
+    for parents in (np.stack([one, other]), np.stack([one, one])):
+        ours = engine._vary(parents)
+        pop = Population.new("X", np.concatenate(parents))
+        theirs = pm(problem, sbx(problem, pop, pairs, random_state=rng), random_state=rng)
+        assert ours.shape == (8000, len(upper)) and (ours == np.rint(ours)).all()
+        assert (ours >= 0).all() and (ours <= upper).all()
+        np.testing.assert_allclose(
+            stats(ours, parents), stats(theirs.get("X"), parents), rtol=0.1, atol=0.005
+        )
+    # equal parents: mutation alone changes a gene of about one child in six (with pymoo's
+    # continuous settings, eta 20, fewer than one in a hundred: rounding undoes the rest)
+    assert stats(ours, parents)[1] < 0.9
+
+
+def test_nsga2_unknown_engine_lists_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="unknown NSGA-II engine 'numba'; allowed: arrays, pymoo"):
+        nsga2(SMALL, LinearScore().predict, macs_constraint(SMALL, 30.0), engine="numba")
 
 
 # -- registry ------------------------------------------------------------------------------------
