@@ -14,7 +14,7 @@ from torch import nn
 
 from ofabench.cli import main
 from ofabench.devices.base import Availability, Backend, MeasureSettings
-from ofabench.devices.profiles import DeviceProfile
+from ofabench.devices.profiles import DeviceProfile, profile_from_dict
 from ofabench.devices.registry import register_backend
 from ofabench.errors import BackendError, ConfigError, LatencyTableError
 from ofabench.latency.model import LatencyModel
@@ -24,6 +24,7 @@ from ofabench.latency.probe import (
     ProbeSettings,
     check_device_speed,
     judge_speed,
+    probe_id,
     rescaled_model,
     table_reference,
 )
@@ -264,6 +265,39 @@ def test_check_device_speed_measures_the_probe_here() -> None:
     with pytest.raises(LatencyTableError, match=r"3\.00x"):
         check_device_speed(device, table)
     assert check_device_speed(device, table, "rescale").scale == pytest.approx(3.0)
+
+
+def test_a_device_may_time_a_smaller_probe_and_its_tables_say_which(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shapes: list[tuple[int, ...]] = []
+    prepare = DriftingBackend.prepare
+
+    def recording(self: Any, model: nn.Module, input_shape: tuple[int, ...]) -> float:
+        shapes.append(tuple(input_shape))
+        return prepare(self, model, input_shape)
+
+    monkeypatch.setattr(DriftingBackend, "prepare", recording)
+    drift_device(lambda call: 1.0)
+    small = profile_from_dict(
+        {"backend": "test-drifting", "probe_resolution": 64}, default_name="drifting"
+    )
+    table_path = tmp_path / "t.json"
+    profile_device(small, tiny_space(), out_path=table_path, settings=QUICK)
+    table = LatencyTable.load(table_path)
+    assert table.provenance[PROBE]["model"] == probe_id(64) != PROBE_ID
+    assert shapes[0] == (1, 3, 64, 64)  # the probe, converted first
+    assert check_device_speed(small, table).action == "same speed"
+    default = DeviceProfile(name="drifting", backend="test-drifting")  # a 128 px probe
+    check = check_device_speed(default, table)
+    assert check.action == "unchecked" and "its probe is another" in check.message
+    assert "at 64 px" in check.message and "at 128 px" in check.message
+
+
+@pytest.mark.parametrize("value", [8, 1024, "64", True, 64.0])
+def test_a_bad_probe_resolution_is_one_line(value: Any) -> None:
+    with pytest.raises(ConfigError, match="'probe_resolution' must be an integer from 32 to 512"):
+        profile_from_dict({"backend": "onnxruntime", "probe_resolution": value}, "x")
 
 
 def test_validate_cli_refuses_in_one_line(

@@ -137,6 +137,8 @@ class Backend(ABC):
     settings_keys: ClassVar[frozenset[str]] = frozenset()
     #: the device profile this instance measures (set by ``DeviceProfile.open``), for messages
     device_name: str = ""
+    #: input size of the drift probe on this device (the profile's ``probe_resolution``)
+    probe_resolution: int = 128
     _checked: bool = False  # availability confirmed once: measure() does not ask again
     _pair: Any = None  # the reference model timed alternately with every measurement, if any
     #: items longer than this many reference runs are not split further (blocks of 1 run)

@@ -8,6 +8,7 @@ A profile file::
     settings:                     # passed to the backend's constructor
       intra_op_threads: 1
     tags: [cpu, local]
+    probe_resolution: 64          # optional: the drift probe's input size (default 128)
 
 ``name`` is optional and, when given, must match the file name. Profiles are looked up in order:
 an existing path; ``$OFABENCH_DEVICES_DIR`` (``os.pathsep``-separated folders); ``./devices``; the
@@ -31,7 +32,8 @@ log = logging.getLogger("ofabench")
 ENV_DEVICES_DIR = "OFABENCH_DEVICES_DIR"
 PROFILE_SUFFIXES = (".yaml", ".yml")
 REQUIRED_KEYS = frozenset({"backend"})
-ALLOWED_KEYS = frozenset({"name", "backend", "settings", "description", "tags"})
+ALLOWED_KEYS = frozenset({"name", "backend", "settings", "description", "tags", "probe_resolution"})
+PROBE_RESOLUTIONS = (32, 512)  # the drift probe's input sizes a profile may ask for
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class DeviceProfile:
     description: str = ""
     tags: tuple[str, ...] = ()
     path: str | None = field(default=None, compare=False)
+    probe_resolution: int = 128  # the drift probe's input size on this device
 
     def backend_instance(self) -> Backend:
         """The configured backend, not yet checked; unknown backends and settings raise a clear
@@ -59,6 +62,7 @@ class DeviceProfile:
         except ConfigError as exc:
             raise ConfigError(f"device profile {self.path or self.name}: {exc}") from exc
         backend.device_name = self.name
+        backend.probe_resolution = self.probe_resolution
         return backend
 
     def open(self) -> Backend:
@@ -92,6 +96,7 @@ class DeviceProfile:
             "description": self.description,
             "tags": list(self.tags),
             "path": self.path,
+            "probe_resolution": self.probe_resolution,
         }
 
 
@@ -201,7 +206,20 @@ def profile_from_dict(data: Any, default_name: str, source: str | None = None) -
         description=_typed(data, "description", str, "a string", where, ""),
         tags=_tags(data.get("tags"), where),
         path=source,
+        probe_resolution=_probe_resolution(data.get("probe_resolution"), where),
     )
+
+
+def _probe_resolution(value: Any, where: str) -> int:
+    low, high = PROBE_RESOLUTIONS
+    if value is None:
+        return 128
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(
+            f"device profile {where}: 'probe_resolution' must be an integer from {low} to "
+            f"{high} (pixels), got {value!r}"
+        )
+    return value
 
 
 def _typed(

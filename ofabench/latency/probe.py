@@ -4,7 +4,12 @@ subnets on the same backend, so every measurement carries the machine's speed at
 A shared machine, a throttling phone or a busy board changes speed by several percent over
 minutes. The probe (the minimal subnet of OFA's w1.0 space at 128 px, random weights: every kind
 of layer a table holds) is converted once and timed through the generic :class:`Backend` API,
-so this works the same for local, RPC, SSH and adb devices.
+so this works the same for local, RPC, SSH and adb devices. A device whose probe is slow next to
+the blocks it measures (untuned TVM runs it in 35 ms, its blocks in 3-15 ms) can feed it a
+smaller input (``probe_resolution:`` in the device profile; 64 px: 9 ms there): paired timing
+spends about as long on the probe as on the item, so the probe's time sets the profile's. The
+probe's identity (:func:`probe_id`) records the input size, and a table's reference only
+counts for the same probe.
 
 **Rounds.** :class:`DriftGuard` measures items (ops, subnets) ``every`` at a time and reads the
 probe after each round. An item's probe reading is interpolated between the readings before and
@@ -50,7 +55,13 @@ T = TypeVar("T")
 PROBE = "probe"  # the table provenance key
 PROBE_SPACE = "ofa_mbv3_w1.0"
 PROBE_RESOLUTION = 128
-PROBE_ID = f"{PROBE_SPACE} min subnet at {PROBE_RESOLUTION} px, seed 0"
+
+def probe_id(resolution: int = PROBE_RESOLUTION) -> str:
+    """The probe's identity, as tables record it: which model, at which input size."""
+    return f"{PROBE_SPACE} min subnet at {resolution} px, seed 0"
+
+
+PROBE_ID = probe_id()
 SPEED_POLICIES = {
     "auto": "rescale predictions by the probe's speed ratio up to max_ratio, refuse beyond",
     "rescale": "rescale predictions by the probe's speed ratio, however large",
@@ -98,21 +109,29 @@ class ProbeSettings:
 
 
 # -- the probe ---------------------------------------------------------------------------------------
-def probe_module() -> tuple[Any, tuple[int, ...]]:
-    """The reference model (see the module docstring) and its input shape."""
+def probe_module(resolution: int = PROBE_RESOLUTION) -> tuple[Any, tuple[int, ...]]:
+    """The reference model (see the module docstring) and its input shape at ``resolution``
+    (the network is built at 128 px, the space's smallest; its global pooling takes any size)."""
     from ..space import get_space
     from .ops import build_subnet_module
 
     space = get_space(PROBE_SPACE)
     arch = dataclasses.replace(space.min_arch(), r=PROBE_RESOLUTION)
-    return build_subnet_module(space, arch, seed=0)
+    module, shape = build_subnet_module(space, arch, seed=0)
+    return module, (*shape[:-2], resolution, resolution)
+
+
+def backend_probe_id(backend: Backend) -> str:
+    """The identity of the probe ``backend`` times (its device's ``probe_resolution``)."""
+    return probe_id(backend.probe_resolution)
 
 
 class Probe:
     """The probe converted once on ``backend``; :meth:`read` times it (median ms)."""
 
     def __init__(self, backend: Backend, settings: MeasureSettings) -> None:
-        module, shape = probe_module()
+        self.model_id = backend_probe_id(backend)
+        module, shape = probe_module(backend.probe_resolution)
         try:
             self.prepared = backend.prepare(module, shape)
         except BackendError:
@@ -373,22 +392,27 @@ class DriftGuard:
 
 
 # -- the table's reference -----------------------------------------------------------------------------
-def table_reference(table: LatencyTable) -> float | None:
-    """The probe reading the table's entries are normalised to, if it has one (of this probe)."""
+def table_reference(table: LatencyTable, model: str = PROBE_ID) -> float | None:
+    """The probe reading the table's entries are normalised to, if it has one of probe
+    ``model`` (:func:`probe_id`)."""
     meta = table.provenance.get(PROBE) or {}
-    if meta.get("model") != PROBE_ID or not meta.get("reference_ms"):
+    if meta.get("model") != model or not meta.get("reference_ms"):
         return None
     return float(meta["reference_ms"])
 
 
 def record_reference(
-    table: LatencyTable, reference_ms: float, settings: ProbeSettings | None = None
+    table: LatencyTable,
+    reference_ms: float,
+    settings: ProbeSettings | None = None,
+    model: str = PROBE_ID,
 ) -> dict[str, Any]:
-    """Store (or keep) the table's probe reference; returns its ``provenance["probe"]``."""
+    """Store (or keep) the table's reference for probe ``model``; returns its
+    ``provenance["probe"]``."""
     meta = table.provenance.setdefault(PROBE, {})
-    if meta.get("model") != PROBE_ID:
+    if meta.get("model") != model:
         meta.clear()
-    meta.setdefault("model", PROBE_ID)
+    meta.setdefault("model", model)
     meta.setdefault("reference_ms", reference_ms)
     meta["normalisation"] = "entry = median * reference_ms / probe reading of its moment"
     if settings is not None and settings.mode == "paired":
@@ -430,13 +454,15 @@ def judge_speed(
     tolerance: float = SPEED_TOLERANCE,
     max_ratio: float = MAX_RATIO,
     where: str = "",
+    model: str = PROBE_ID,
 ) -> SpeedCheck:
-    """Compare a probe reading taken here with ``table``'s reference (see :class:`SpeedCheck`);
-    raises :class:`LatencyTableError` (one line: what to do) when ``policy`` refuses."""
+    """Compare a reading of probe ``model`` taken here with ``table``'s reference (see
+    :class:`SpeedCheck`); raises :class:`LatencyTableError` (one line: what to do) when
+    ``policy`` refuses."""
     check_policy(policy)
-    reference = table_reference(table)
+    reference = table_reference(table, model)
     if reference is None:
-        return unchecked(_no_reference(table, where))
+        return unchecked(_no_reference(table, where, model))
     ratio = probe_ms / reference
     if abs(ratio - 1.0) <= tolerance:
         message = f"machine speed as when the table was made (probe ratio {ratio:.3f})"
@@ -461,10 +487,16 @@ def _named(where: str) -> str:
     return f" {where}" if where else ""
 
 
-def _no_reference(table: LatencyTable, where: str) -> str:
+def _no_reference(table: LatencyTable, where: str, model: str = PROBE_ID) -> str:
+    recorded = (table.provenance.get(PROBE) or {}).get("model")
+    why = (
+        f"its probe is another ({recorded!r}; this device times {model!r})"
+        if recorded and recorded != model
+        else "made before ofabench recorded one"
+    )
     return (
-        f"the table{_named(where)} for {table.device!r} records no probe speed (made before "
-        f"ofabench recorded one); re-profile it, or give it one with `ofabench profile --device "
+        f"the table{_named(where)} for {table.device!r} records no probe speed of this device's "
+        f"probe ({why}); re-profile it, or give it one with `ofabench profile --device "
         f"{table.device} --recalibrate 5`"
     )
 
@@ -503,7 +535,7 @@ def check_device_speed(
     check_policy(policy)
     if policy == "off":
         return unchecked("speed check off")
-    if table_reference(table) is None:
+    if not (table.provenance.get(PROBE) or {}).get("reference_ms"):
         return unchecked(_no_reference(table, where))
     from ..devices.profiles import DeviceProfile, load_profile
     from .profiler import open_backend
@@ -513,7 +545,11 @@ def check_device_speed(
         backend = open_backend(profile)
     except (BackendError, ConfigError) as exc:
         return unchecked(f"device {device!r} cannot be measured here ({exc})")
-    return judge_speed(table, read_probe(backend), policy, tolerance, max_ratio, where)
+    model = backend_probe_id(backend)
+    if table_reference(table, model) is None:
+        return unchecked(_no_reference(table, where, model))
+    reading = read_probe(backend)
+    return judge_speed(table, reading, policy, tolerance, max_ratio, where, model)
 
 
 def rescaled_model(model: Any, check: SpeedCheck) -> Any:
@@ -566,10 +602,12 @@ def recalibrate_table(
         "probe_ms": guard.reference_ms,
         "measured_over_predicted": round(ratio, 5),
         "ratios": [round(r, 5) for r in ratios],
-        "previous_reference_ms": table_reference(table),
+        "previous_reference_ms": table_reference(table, probe.model_id),
     }
     meta = table.provenance.setdefault(PROBE, {})
-    meta.update(model=PROBE_ID, reference_ms=guard.reference_ms / ratio, recalibration=record)
+    if meta.get("model") != probe.model_id:
+        meta.clear()
+    meta.update(model=probe.model_id, reference_ms=guard.reference_ms / ratio, recalibration=record)
     log.info("recalibrated: predictions hold when the probe runs %.4f ms", meta["reference_ms"])
     return record
 

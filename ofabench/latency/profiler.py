@@ -90,7 +90,15 @@ from ..space import ArchBatch, ArchConfig, SpaceSpec, as_rng, get_space
 from .counting import layer_macs
 from .model import LatencyModel
 from .ops import build_op_module, build_subnet_module, op_geometry
-from .probe import DriftGuard, Probe, Probed, ProbeSettings, open_probe, record_reference
+from .probe import (
+    PROBE_ID,
+    DriftGuard,
+    Probe,
+    Probed,
+    ProbeSettings,
+    open_probe,
+    record_reference,
+)
 from .probe import table_reference as probe_reference
 from .table import LatencyEntry, LatencyTable, OpSpec, resolution_ops
 
@@ -943,18 +951,21 @@ def _start_guard(run: _Run, reader: Probe | None, probe: ProbeSettings) -> Drift
     def on_retry(n: int) -> None:
         run.total += n
 
-    reference = probe_reference(run.table)
+    model = reader.model_id if reader is not None else PROBE_ID
+    reference = probe_reference(run.table, model)
     guard = DriftGuard(reader, probe, reference, on_retry)
     first = guard.start()
     if first is None:
         return guard
     if reference is None and len(run.table):
         log.warning(
-            "this table has entries but no probe reference (made before probes existed): "
-            "its older entries are not normalised"
+            "this table has entries but no reference of this device's probe (%s; made before "
+            "probes existed, or with another probe): its older entries are normalised to "
+            "another moment's speed",
+            model,
         )
     assert guard.reference_ms is not None
-    record_reference(run.table, guard.reference_ms, probe)
+    record_reference(run.table, guard.reference_ms, probe, model)
     log.info("probe: %.4f ms now, table reference %.4f ms", first, guard.reference_ms)
     return guard
 

@@ -55,6 +55,7 @@ from ..provenance import provenance as make_provenance
 from ..space import ArchConfig, SpaceSpec, as_rng, get_space
 from .model import LatencyModel
 from .probe import (
+    PROBE_ID,
     DriftGuard,
     Probe,
     Probed,
@@ -321,11 +322,12 @@ def _speed_guard(
 ) -> tuple[DriftGuard, SpeedCheck]:
     """The sweep's drift guard, normalising to the table's reference (else to its own first
     reading), and the speed check of that first reading (raises when the policy refuses)."""
-    guard = DriftGuard(reader, probe, table_reference(table))
+    model = reader.model_id if reader is not None else PROBE_ID
+    guard = DriftGuard(reader, probe, table_reference(table, model))
     first = guard.start()
     if first is None:
         return guard, unchecked("speed check off")
-    speed = judge_speed(table, first, policy, where=table_path)
+    speed = judge_speed(table, first, policy, where=table_path, model=model)
     log.info("%s", speed.message)
     return guard, speed
 

@@ -119,11 +119,11 @@ def _measure_networks(config: ReplayConfig, table: Any) -> list[Any]:
     from ..baselines.reference_nets import measure_reference_nets
     from ..devices.base import MeasureSettings
     from ..devices.profiles import load_profile
-    from ..latency.probe import DriftGuard, Probe, ProbeSettings, table_reference
+    from ..latency.probe import DriftGuard, Probe, ProbeSettings, backend_probe_id, table_reference
 
     backend = load_profile(config.device).open()
     settings = MeasureSettings(warmup=config.warmup, repeats=config.repeats)
-    reference = table_reference(table)
+    reference = table_reference(table, backend_probe_id(backend))
     if reference is None:
         return measure_reference_nets(
             backend, config.device, config.networks, config.resolution, settings
