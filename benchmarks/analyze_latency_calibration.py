@@ -17,9 +17,16 @@ For each device's work dir (``benchmarks/results/latency_<device>/``):
 3. **Repeatability.** Where validation measured every subnet twice (``--passes 2``), how
    often the two passes over the same subnet agree within +-2.5%, +-5% and +-10%: no table
    can predict a measurement more reliably than the measurement repeats itself.
+4. **Calibration level.** An affine fit on *all* the validation subnets (the best a calibration
+   of this form could do on them: ``oracle_affine``), and where the table's calibration
+   subnets sit against it (median measured / fitted): above 1, they ran slower, relative to
+   the probe, at the end of profiling than the validation's subnets did minutes later.
 
     python benchmarks/analyze_latency_calibration.py            # all devices with results
     python benchmarks/analyze_latency_calibration.py --json     # the figures as JSON
+    # other runs' work dirs (each holding <space>.json and validation/), results elsewhere:
+    python benchmarks/analyze_latency_calibration.py --work-dirs \
+        benchmarks/results/latency_cpu-onnxruntime_paired3 --out /tmp/calibration.json
 
 Writes ``benchmarks/results/latency_calibration.json``.
 """
@@ -45,18 +52,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--space", default="ofa_mbv3_w1.0")
     p.add_argument("--splits", type=int, default=200, help="random halves for the same-run fit")
     p.add_argument("--out", type=Path, help="default: <results>/latency_calibration.json")
+    p.add_argument("--work-dirs", type=Path, nargs="+",
+                   help="analyze these runs' work dirs instead of <results>/latency_<device>")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     return p.parse_args(argv)
 
 
+def measurement_column(csv: Path) -> str:
+    """``normalised_ms`` (the drift probe's normalisation, what the table's entries and
+    calibration are on) where the run recorded it, else the raw ``measured_ms``."""
+    import pandas as pd
+
+    df = pd.read_csv(csv, comment="#")
+    column = "normalised_ms"
+    return column if column in df and df[column].notna().all() else "measured_ms"
+
+
 def load_validation(csv: Path) -> tuple[list[dict[str, Any]], dict[int, list[float]]]:
-    """Archs (by index) and every pass's measurement of each."""
+    """Archs (by index) and every pass's measurement of each (see :func:`measurement_column`)."""
     import pandas as pd
 
     df = pd.read_csv(csv, comment="#")
     archs = {int(i): json.loads(a) for i, a in zip(df["index"], df["arch"])}
     passes: dict[int, list[float]] = {}
-    for i, ms in zip(df["index"], df["measured_ms"]):
+    for i, ms in zip(df["index"], df[measurement_column(csv)]):
         passes.setdefault(int(i), []).append(float(ms))
     order = sorted(archs)
     return [archs[i] for i in order], {i: passes[i] for i in order}
@@ -110,6 +129,7 @@ def analyze(work: Path, space_name: str, splits: int) -> dict[str, Any]:
         "work_dir": str(work),
         "n_validation": len(val_archs),
         "n_calibration": len(points),
+        "measurement": measurement_column(work / "validation" / f"{space_name}_subnets.csv"),
         "stored_calibration_method": calib.get("method"),
         "methods": {},
     }
@@ -133,20 +153,48 @@ def analyze(work: Path, space_name: str, splits: int) -> dict[str, Any]:
         }
     out["same_run_affine"] = same_run_affine(sums, measured, splits)
     out["repeatability"] = repeatability(passes)
+    out["calibration_level"] = calibration_level(
+        sums, measured, plain.predict_batch(calib_archs) if points else None, calib_ms
+    )
+    return out
+
+
+def calibration_level(
+    sums: np.ndarray, measured: np.ndarray, calib_sums: np.ndarray | None, calib_ms: list[float]
+) -> dict[str, Any]:
+    from ofabench.latency.validate import fidelity
+
+    design = np.stack([sums, np.ones(len(sums))], axis=1)
+    (a, b), *_ = np.linalg.lstsq(design, measured, rcond=None)
+    m = fidelity(a * sums + b, measured)
+    out: dict[str, Any] = {
+        "oracle_affine": {"scale": float(a), "overhead_ms": float(b), "mape": m.mape,
+                          "within_5": m.within_5, "within_10": m.within_10},
+    }  # fmt: skip
+    if calib_sums is not None and len(calib_ms):
+        ratio = np.asarray(calib_ms) / (a * calib_sums + b)
+        out["calibration_over_oracle"] = {
+            "median": float(np.median(ratio)),
+            "sd": float(np.std(ratio, ddof=1)) if len(ratio) > 1 else 0.0,
+        }
     return out
 
 
 def table_text(results: dict[str, Any]) -> str:
     lines = [
         "| device | plain | ratio | affine | auto (its choice) | same-run affine "
-        "| two passes agree within +-5% |",
-        "|---|---|---|---|---|---|---|",
+        "| two passes agree within +-5% | oracle affine | calibration subnets / oracle |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
 
     def cell(m: dict[str, Any] | None) -> str:
         if not m:
             return "-"
         return f"{100 * m['within_5']:.0f}% / {100 * m['within_10']:.0f}% ({m['mape']:.1f})"
+
+    def level(c: dict[str, Any]) -> str:
+        over = c.get("calibration_over_oracle")
+        return "-" if not over else f"{over['median']:.3f} (sd {over['sd']:.3f})"
 
     for device, r in results.items():
         methods = r["methods"]
@@ -158,7 +206,8 @@ def table_text(results: dict[str, Any]) -> str:
             f"| {device} | {cell(methods.get('plain'))} | {cell(methods.get('ratio'))} "
             f"| {cell(methods.get('affine'))} | {cell(auto)} {choice} "
             f"| {cell(r['same_run_affine'])} "
-            f"| {agree} |"
+            f"| {agree} | {cell(r['calibration_level']['oracle_affine'])} "
+            f"| {level(r['calibration_level'])} |"
         )
     return "\n".join(lines)
 
@@ -168,10 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     from ofabench.provenance import provenance, write_json
 
     results = {}
-    for device in DEVICES:
-        work = args.results / f"latency_{device}"
+    works = args.work_dirs or [args.results / f"latency_{device}" for device in DEVICES]
+    for work in works:
         if (work / "validation" / f"{args.space}_subnets.csv").is_file():
-            results[device] = analyze(work, args.space, args.splits)
+            name = work.name.removeprefix("latency_") if not args.work_dirs else str(work)
+            results[name] = analyze(work, args.space, args.splits)
+        elif args.work_dirs:
+            print(f"{work}: no validation/{args.space}_subnets.csv", file=sys.stderr)
+            return 1
     if not results:
         print(f"no validation results under {args.results}", file=sys.stderr)
         return 1

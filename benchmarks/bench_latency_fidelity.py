@@ -76,6 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--calibrate-split", type=float, help="also fit a calibration on this share of the n"
     )
+    p.add_argument("--anchor", type=int, default=0,
+                   help="validation first re-measures this many calibration subnets "
+                   "(table_anchored; judged on when given)")
     p.add_argument("--n", type=int, default=100, help="validation subnets")
     p.add_argument("--passes", type=int, default=2, help="validation sweeps (fastest kept)")
     p.add_argument("--warmup", type=int, default=10)
@@ -185,13 +188,16 @@ def projection(args: argparse.Namespace, space: Any, timings: dict[str, Any]) ->
 
 
 def fidelity_verdict(metrics: dict[str, Any], wall_s: float) -> dict[str, Any]:
-    best = metrics.get("table_calibrated") or metrics["plain"]
+    """Judged on the table as used: anchored when the run anchored (``--anchor``), else its
+    stored calibration, else the plain sum (the held-out split is reported, not judged)."""
+    judged = next(k for k in ("table_anchored", "table_calibrated", "plain") if k in metrics)
+    best = metrics[judged]
     return {
         "targets": TARGETS,
         "within_5_ok": best["within_5"] >= TARGETS["within_5"],
         "within_10_ok": best["within_10"] >= TARGETS["within_10"],
         "profile_wall_ok": wall_s <= TARGETS["profile_wall_s"],
-        "judged_on": "table_calibrated" if "table_calibrated" in metrics else "plain",
+        "judged_on": judged,
     }
 
 
@@ -252,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         calibrate_split=args.calibrate_split,
         calibration_method=args.calibration_method,
         probe=probe,
+        anchor=args.anchor,
     )
     metrics = {k: m.to_dict() for k, m in validated.metrics.items()}
     result = {

@@ -165,6 +165,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
             calibration_method=args.calibration_method,
             probe=_probe(args),
             speed_check=args.speed_check,
+            anchor=args.anchor,
         )
     emit(args, result.to_dict(), _validate_text)
 
@@ -288,5 +289,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=1,
         help="sweeps over all subnets, keeping each one's fastest median (default 1)",
+    )
+    p.add_argument(
+        "--anchor",
+        type=int,
+        default=0,
+        metavar="K",
+        help="first measure K of the table's calibration subnets here and also report the "
+        "table scaled by their median measured-now / measured-at-profiling (table_anchored): "
+        "takes out a level the machine or the process moved by since profiling (default 0)",
     )
     p.set_defaults(func=cmd_validate)
