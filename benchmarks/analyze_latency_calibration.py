@@ -156,7 +156,34 @@ def analyze(work: Path, space_name: str, splits: int) -> dict[str, Any]:
     out["calibration_level"] = calibration_level(
         sums, measured, plain.predict_batch(calib_archs) if points else None, calib_ms
     )
+    out["probe_vs_raw"] = probe_vs_raw(
+        work / "validation" / f"{space_name}_subnets.csv", sums, points,
+        plain.predict_batch(calib_archs) if points else None,
+    )  # fmt: skip
     return out
+
+
+def probe_vs_raw(
+    csv: Path, sums: np.ndarray, points: list[dict[str, Any]], calib_sums: np.ndarray | None
+) -> dict[str, Any] | None:
+    """Medians of the raw subnet timings over their table sums and of the paired probe's
+    readings, for the calibration subnets (end of profiling) and the validation's first pass:
+    where a level difference between the two comes from, the subnets or the probe."""
+    import pandas as pd
+
+    df = pd.read_csv(csv, comment="#")
+    if calib_sums is None or "probe_ms" not in df or df["probe_ms"].isna().any():
+        return None
+    if not all(p.get("raw_ms") and p.get("probe_ms") for p in points):
+        return None
+    first = df[df["pass"] == df["pass"].min()].sort_values("index")
+    raw = np.array([p["raw_ms"] for p in points]) / calib_sums
+    return {
+        "calibration": {"raw_over_sum": float(np.median(raw)),
+                        "probe_ms": float(np.median([p["probe_ms"] for p in points]))},
+        "validation": {"raw_over_sum": float(np.median(first["measured_ms"].to_numpy() / sums)),
+                       "probe_ms": float(first["probe_ms"].median())},
+    }  # fmt: skip
 
 
 def calibration_level(

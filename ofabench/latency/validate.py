@@ -334,11 +334,12 @@ def anchor_level(
     at the end of profiling (normalised by the same guard), and return their level: the median
     of measured here / measured then, with the ratios.
 
-    Why: on this machine the drift probe's paired reading differed by 4-13% between the
-    profiling process and a validation process minutes later while the subnets' raw timings
-    agreed within 1-2% (``benchmarks/results/latency_cpu-onnxruntime_paired*``), so a
-    calibration fitted at the end of profiling sat 8-14% off. Subnets measured in the same
-    process as the ones predicted carry no such offset."""
+    Why: on this machine the drift probe and the subnets did not move together between the end
+    of profiling and a validation minutes later (paired probe readings 5-25% slower, the
+    subnets' raw timings -5% to +19%; ``benchmarks/results/latency_calibration_paired.json``),
+    so the calibration subnets sat 8-14% above an affine fit to the validation's. Subnets
+    measured in the same process as the ones predicted, minutes apart at most, carry no such
+    offset."""
     points = (table.provenance.get("calibration") or {}).get("points") or []
     if len(points) < k:
         raise ConfigError(
