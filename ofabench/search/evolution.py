@@ -181,14 +181,23 @@ class SearchResult:
 
 @dataclass
 class _Pool:
-    """Rows of choice indices (all feasible) and, once scored, their scores."""
+    """Rows of choice indices (all feasible) and, once scored, their scores; ``keys`` are the
+    rows' cache keys (``_Engine._cache_keys``) where already computed, kept so that a row's key
+    is made once however often it is looked up."""
 
     genes: np.ndarray
     scores: np.ndarray | None = None
+    keys: list[bytes] | None = None
 
     def take(self, idx: np.ndarray | slice) -> _Pool:
         scores = None if self.scores is None else self.scores[idx]
-        return _Pool(self.genes[idx], scores)
+        keys = None
+        if self.keys is not None:
+            keys = self.keys[idx] if isinstance(idx, slice) else [self.keys[i] for i in idx]
+        return _Pool(self.genes[idx], scores, keys)
+
+    def unscored(self) -> _Pool:
+        return _Pool(self.genes, None, self.keys)
 
     @staticmethod
     def concat(pools: Sequence[_Pool]) -> _Pool:
@@ -196,7 +205,10 @@ class _Pool:
             return pools[0]
         scores = [p.scores for p in pools]
         joined = None if any(s is None for s in scores) else np.concatenate(scores)
-        return _Pool(np.concatenate([p.genes for p in pools]), joined)
+        keys = None
+        if all(p.keys is not None for p in pools):
+            keys = [k for p in pools for k in p.keys]  # type: ignore[union-attr]
+        return _Pool(np.concatenate([p.genes for p in pools]), joined, keys)
 
 
 # -- constraint evaluation -----------------------------------------------------------------------
@@ -289,7 +301,9 @@ class _Engine:
         if self.cache is None:
             pool.scores = self._predict(pool.genes)
         else:
-            pool.scores = self._cached_scores(pool.genes)
+            if pool.keys is None:
+                pool.keys = self._cache_keys(pool.genes)
+            pool.scores = self._cached_scores(pool.genes, pool.keys)
         self.n_evaluations += len(pool.scores)
         return pool
 
@@ -314,10 +328,9 @@ class _Engine:
             rows[:, nb : 2 * nb][inactive] = 255
         return rows.view(np.dtype((np.void, rows.shape[1]))).ravel().tolist()
 
-    def _cached_scores(self, genes: np.ndarray) -> np.ndarray:
+    def _cached_scores(self, genes: np.ndarray, keys: list[bytes]) -> np.ndarray:
         cache = self.cache
         assert cache is not None
-        keys = self._cache_keys(genes)
         missing: dict[bytes, int] = {}
         for i, key in enumerate(keys):
             if key not in cache and key not in missing:
@@ -328,12 +341,15 @@ class _Engine:
         return np.array([cache[key] for key in keys])
 
     # -- sampling -----------------------------------------------------------------------------
-    def _new_rows(self, genes: np.ndarray, feasible: np.ndarray, taken: set[bytes]) -> np.ndarray:
+    def _new_rows(
+        self, genes: np.ndarray, feasible: np.ndarray, taken: set[bytes], keys: list[bytes | None]
+    ) -> np.ndarray:
         """Feasible rows not equal (on active genes) to a taken one or to an earlier row; they
-        become taken."""
+        become taken. ``keys`` (one slot per row) gets the feasible rows' keys."""
         new = np.zeros(len(genes), dtype=bool)
         idx = np.flatnonzero(feasible)
         for i, key in zip(idx.tolist(), self._cache_keys(genes[idx])):
+            keys[i] = key
             if key not in taken:
                 taken.add(key)
                 new[i] = True
@@ -397,7 +413,10 @@ class _Engine:
         least ``MIN_NOVELTY`` (the crossovers of a converged population rarely can be new)."""
         need = {"mutate": n_mut, "cross": n_cross}
         found: dict[str, list[_Pool]] = {"mutate": [], "cross": []}
-        taken = set(self._cache_keys(parents.genes)) if self.unique else None
+        taken = None
+        if self.unique:
+            parent_keys = parents.keys
+            taken = set(self._cache_keys(parents.genes) if parent_keys is None else parent_keys)
         for round_ in range(self.max_rounds):
             if not any(need.values()):
                 break
@@ -406,8 +425,12 @@ class _Engine:
             draws = {k: self._draw(n, k, k in strict) if n else 0 for k, n in need.items()}
             genes = self._candidates(parents.genes, draws, settings)
             feasible, _ = self.feasible(genes)
-            keep = self._keep(genes, feasible, draws, strict, taken) if check else feasible
-            self._collect(genes, feasible, keep, draws, need, found)
+            keys: list[bytes | None] | None = None
+            keep = feasible
+            if check:
+                keys = [None] * len(genes)
+                keep = self._keep(genes, feasible, draws, strict, taken, keys)
+            self._collect(genes, feasible, keep, draws, need, found, keys)
         self._fill_with_parents(parents, need, found)
         return _Pool.concat(found["mutate"] + found["cross"])
 
@@ -418,11 +441,12 @@ class _Engine:
         draws: dict[str, int],
         strict: set[str],
         taken: set[bytes] | None,
+        keys: list[bytes | None],
     ) -> np.ndarray:
         """Feasible rows, restricted to new ones for the ``strict`` kinds; updates each kind's
         share of new children (measured for every kind, enforced for the strict ones)."""
         assert taken is not None
-        new = self._new_rows(genes, feasible, taken)
+        new = self._new_rows(genes, feasible, taken, keys)
         keep = feasible.copy()
         start = 0
         for kind, n in draws.items():
@@ -460,15 +484,18 @@ class _Engine:
         draws: dict[str, int],
         need: dict[str, int],
         found: dict[str, list[_Pool]],
+        keys: list[bytes | None] | None = None,
     ) -> None:
-        """Take the first kept rows of each kind, up to its need; learn its feasibility rate."""
+        """Take the first kept rows of each kind, up to its need (with their cache keys, where
+        ``keys`` has them); learn its feasibility rate."""
         start = 0
         for kind, n in draws.items():
             ok = feasible[start : start + n]
             self._observe(kind, ok)
             idx = start + np.flatnonzero(keep[start : start + n])[: need[kind]]
             if len(idx):
-                found[kind].append(_Pool(genes[idx]))
+                kept = None if keys is None else [keys[i] for i in idx.tolist()]
+                found[kind].append(_Pool(genes[idx], keys=kept))  # type: ignore[arg-type]
                 need[kind] -= len(idx)
             start += n
 
@@ -481,7 +508,7 @@ class _Engine:
                     "search: %d children copied from parents after %d rounds", n, self.max_rounds
                 )
                 pick = self.rng.integers(0, len(parents.genes), size=n)
-                found[kind].append(_Pool(parents.genes[pick]))
+                found[kind].append(parents.take(pick).unscored())
 
     # -- infeasibility --------------------------------------------------------------------------
     def smallest_reachable(self) -> list[tuple[float, str]]:
