@@ -23,7 +23,6 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +31,10 @@ sys.path.insert(0, str(ROOT))
 from ofabench.provenance import provenance, write_json  # noqa: E402
 from ofabench.search.nsga2 import nsga2  # noqa: E402
 from ofabench.search.pareto import hypervolume_2d, hypervolume_spread  # noqa: E402
-from ofabench.search.problem import load_problem, run_search  # noqa: E402
+from ofabench.search.problem import load_problem  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_sweep import sweep  # noqa: E402  (the same sweep bench_sweep.py times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,17 +68,11 @@ def main(argv: list[str] | None = None) -> int:
             hv = hypervolume_2d(costs, 100.0 * front.scores, ref_cost, ref_score)
             print(f"seed {seed} {engine}: {front.wall_time_s:.1f} s, {len(costs)} points, "
                   f"hypervolume {hv:.1f}", file=sys.stderr)  # fmt: skip
-        start = time.perf_counter()
-        cache: dict[bytes, float] = {}
-        results = [
-            run_search(problem, {"latency_ms": b}, "evolution", 100, 500, seed, score_cache=cache)
-            for b in budgets
-        ]
-        seconds["ofa_sweep"].append(time.perf_counter() - start)
-        counts["sweep"].append({
-            "evaluations": sum(r.n_evaluations for r in results),
-            "predictor_rows": sum(r.settings["n_predicted"] for r in results),
-        })  # fmt: skip
+        wall, results, rows = sweep(problem, budgets, shared=True, seed=seed)
+        seconds["ofa_sweep"].append(wall)
+        counts["sweep"].append(
+            {"evaluations": sum(r.n_evaluations for r in results), "predictor_rows": rows}
+        )
         print(f"seed {seed} sweep: {seconds['ofa_sweep'][-1]:.1f} s", file=sys.stderr)
 
     median = {k: statistics.median(v) for k, v in seconds.items()}

@@ -27,7 +27,7 @@ from ofabench.latency import LatencyModel, LatencyTable
 from ofabench.search import latency_constraint, macs_constraint, params_constraint
 from ofabench.search.algorithms import aging_evolution, local_search
 from ofabench.search.genome import Genome
-from ofabench.search.nsga2 import _ArrayNSGA2, nsga2
+from ofabench.search.nsga2 import _ArrayNSGA2, nsga2, pymoo_array_functions
 from ofabench.search.pareto import hypervolume_2d, hypervolume_spread, pareto_front
 from ofabench.search.problem import SearchProblem
 from ofabench.search.sweep import pareto_sweep
@@ -171,6 +171,7 @@ def test_nsga2_array_engine_fronts_are_as_good_as_pymoos() -> None:
 def _array_engine(x, f, cv, crowding=None):
     engine = object.__new__(_ArrayNSGA2)  # the population alone, no search around it
     engine.rng, engine.size = np.random.default_rng(0), len(x)
+    engine.ops = pymoo_array_functions()
     engine.x, engine.f, engine.cv = np.asarray(x, float), np.asarray(f, float), np.asarray(cv, float)
     engine.crowding = np.zeros(len(x)) if crowding is None else np.asarray(crowding, float)
     return engine

@@ -209,6 +209,8 @@ class _ArrayNSGA2:
         from pymoo.operators.survival.rank_and_crowding.metrics import get_crowding_function
         from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
+        self.ops = pymoo_array_functions()
+
         self.engine = engine
         self.size = population
         self.rng = np.random.default_rng(seed)
@@ -247,8 +249,6 @@ class _ArrayNSGA2:
 
     # -- survival ---------------------------------------------------------------------------
     def _survive(self, x: np.ndarray, f: np.ndarray, cv: np.ndarray) -> None:
-        from pymoo.util.randomized_argsort import randomized_argsort
-
         n = min(self.size, len(x))
         rank = np.full(len(x), np.inf)
         crowding = np.zeros(len(x))
@@ -262,7 +262,7 @@ class _ArrayNSGA2:
                 distance = self.crowding_fn.do(f[feasible[front]], n_remove=max(extra, 0))
                 order = np.arange(len(front))
                 if extra > 0:
-                    order = randomized_argsort(
+                    order = self.ops.randomized_argsort(
                         distance, order="descending", method="numpy", random_state=self.rng
                     )[:-extra]
                 rank[feasible[front]] = k
@@ -308,22 +308,19 @@ class _ArrayNSGA2:
         """Two children per mating from parents ``x`` (2, n_matings, n_var): SBX (applied to a
         mating with probability ``SBX_PROB``, else its parents are copied), rounding, then
         polynomial mutation of each child with probability ``PM_PROB``, rounding."""
-        from pymoo.operators.crossover.sbx import cross_sbx
-        from pymoo.operators.mutation.pm import mut_pm
-
         rng, n_var, n_matings = self.rng, len(self.xl), x.shape[1]
         children = x.copy()
         cross = rng.random(n_matings) < SBX_PROB
         if cross.any():
             column = np.ones((n_matings, 1))
-            q = cross_sbx(
+            q = self.ops.cross_sbx(
                 x, self.xl, self.xu, SBX_ETA * column, SBX_PROB_VAR * column,
                 SBX_PROB_BIN * column, random_state=rng,
             )  # fmt: skip
             children[:, cross] = q[:, cross]
         children = np.around(children.reshape(-1, n_var))
         n = len(children)
-        mutated = mut_pm(
+        mutated = self.ops.mut_pm(
             children, self.xl, self.xu, np.full(n, PM_ETA), np.full(n, min(0.5, 1 / n_var)),
             at_least_once=False, random_state=rng,
         )  # fmt: skip
@@ -334,11 +331,9 @@ class _ArrayNSGA2:
     def _select(self, n_matings: int) -> np.ndarray:
         """Two parents per mating, each the winner of a binary tournament between members
         drawn as pymoo draws them (consecutive random permutations of the population)."""
-        from pymoo.util.misc import random_permutations
-
         n_random = n_matings * 2 * 2
         n_perms = math.ceil(n_random / len(self.x))
-        pairs = random_permutations(n_perms, len(self.x), random_state=self.rng)[:n_random]
+        pairs = self.ops.random_permutations(n_perms, len(self.x), random_state=self.rng)[:n_random]
         a, b = pairs.reshape(-1, 2).T
         return self._tournament(a, b).reshape(n_matings, 2)
 
@@ -354,6 +349,23 @@ class _ArrayNSGA2:
         by_cd = np.where(cd[a] > cd[b], a, np.where(cd[b] > cd[a], b, coin))
         by_front = np.where(a_dominates, a, np.where(b_dominates, b, by_cd))
         return np.where((cv[a] > 0) | (cv[b] > 0), by_cv, by_front)
+
+
+def pymoo_array_functions() -> Any:
+    """pymoo's functions the arrays engine calls every generation, imported once."""
+    import types
+
+    from pymoo.operators.crossover.sbx import cross_sbx
+    from pymoo.operators.mutation.pm import mut_pm
+    from pymoo.util.misc import random_permutations
+    from pymoo.util.randomized_argsort import randomized_argsort
+
+    return types.SimpleNamespace(
+        cross_sbx=cross_sbx,
+        mut_pm=mut_pm,
+        random_permutations=random_permutations,
+        randomized_argsort=randomized_argsort,
+    )
 
 
 def _violation(slack: np.ndarray) -> np.ndarray:
