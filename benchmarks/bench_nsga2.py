@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             hv = hypervolume_2d(costs, 100.0 * front.scores, ref_cost, ref_score)
             print(f"seed {seed} {engine}: {front.wall_time_s:.1f} s, {len(costs)} points, "
                   f"hypervolume {hv:.1f}", file=sys.stderr)  # fmt: skip
-        wall, results, rows = sweep(problem, budgets, shared=True, seed=seed)
+        wall, results, rows = sweep(problem, budgets, "lockstep", seed=seed)
         seconds["ofa_sweep"].append(wall)
         counts["sweep"].append(
             {"evaluations": sum(r.n_evaluations for r in results), "predictor_rows": rows}

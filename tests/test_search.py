@@ -20,6 +20,7 @@ from ofabench.search import (
     InfeasibleConstraintError,
     SearchResult,
     evolve,
+    evolve_many,
     hypervolume_2d,
     macs_constraint,
     macs_fn,
@@ -191,6 +192,39 @@ def test_a_shared_score_cache_spares_the_next_budget_its_repeats() -> None:
     assert second.best == alone.best and second.history == alone.history
     assert second.n_evaluations == alone.n_evaluations == 50 * 61
     assert with_shared == second.settings["n_predicted"] < alone.settings["n_predicted"] == sum(calls)
+
+
+def test_evolve_many_runs_a_sweep_in_lockstep_with_the_results_of_separate_searches() -> None:
+    """The budgets of a sweep in lockstep: each result (architecture, history, evaluations)
+    is that budget's search alone; the predictor sees each architecture once, one call per
+    generation for all budgets; an unreachable budget comes back as its error."""
+    calls: list[int] = []
+
+    def counted(batch: ArchBatch) -> np.ndarray:
+        calls.append(len(batch))
+        return match_score(batch)
+
+    run = {"population": 30, "generations": 40, "seed": 6}
+    limits = [260.0, 1.0, 320.0, 380.0]  # 1 MMAC: no subnet
+    together = evolve_many(W10, counted, [macs_constraint(W10, m) for m in limits], **run)
+    n_calls, n_rows = len(calls), sum(calls)
+    assert isinstance(together[1], InfeasibleConstraintError)
+    assert "smallest value reachable" in str(together[1])
+    calls.clear()
+    shared: dict[bytes, float] = {}
+    for limit, result in zip(limits, together):
+        if limit == 1.0:
+            continue
+        alone = evolve(W10, counted, [macs_constraint(W10, limit)], score_cache=shared, **run)
+        assert isinstance(result, SearchResult)
+        assert result.best == alone.best and result.history == alone.history
+        assert result.best_score == alone.best_score
+        assert result.n_evaluations == alone.n_evaluations == 30 * 41
+        assert result.settings["lockstep"] == 4
+    assert n_rows == sum(calls) == len(shared)  # the same architectures predicted once each
+    counts = [r.settings["n_predicted"] for r in together if isinstance(r, SearchResult)]
+    assert n_rows == sum(counts) and counts[0] < n_rows, counts  # counted by the first asking
+    assert n_calls <= 41 < len(calls)  # one call per generation for the three budgets
 
 
 def test_results_are_reproducible_and_json_ready() -> None:

@@ -23,13 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, LatencyTableError
+from ..errors import ConfigError, InfeasibleConstraintError, LatencyTableError
 from ..space import ArchBatch, ArchConfig, SpaceSpec, get_space
 from .axes import AXES
 from .evolution import (
     Constraint,
     SearchResult,
     evolve,
+    evolve_many,
     latency_constraint,
     macs_constraint,
     macs_fn,
@@ -214,6 +215,25 @@ def run_search(
         )
     n = n_evals if n_evals is not None else population * (generations + 1)
     return random_search(problem.space, predict, constraints, n, seed=seed, batch_size=1000)
+
+
+def run_searches(
+    problem: SearchProblem,
+    budgets: Sequence[Mapping[str, float | None]],
+    population: int = 100,
+    generations: int = 500,
+    seed: int = 0,
+) -> list[SearchResult | InfeasibleConstraintError]:
+    """The evolutionary search under each of ``budgets`` (a sweep), in lockstep with one
+    predictor cache (:func:`~.evolution.evolve_many`): a result, or why that budget cannot be met."""
+    return evolve_many(
+        problem.space,
+        problem.predictor.predict,
+        [problem.constraints(b) for b in budgets],
+        population=population,
+        generations=generations,
+        seed=seed,
+    )
 
 
 def search_report(

@@ -20,7 +20,7 @@ from ..errors import ConfigError, InfeasibleConstraintError
 from .axes import AXES, AXES_INFO
 from .pareto import hypervolume_2d, hypervolume_spread, pareto_front
 from .points import ParetoPoint, on_axis
-from .problem import SearchProblem, result_point, run_search
+from .problem import SearchProblem, result_point, run_searches
 
 logger = logging.getLogger("ofabench")
 
@@ -153,16 +153,12 @@ def _search_budgets(
     points, skipped = [], []
     context: dict[str, Any] = {"n_evaluations": {}, "seed": seed, "timing_s": {}, "evaluations": {}}
     start = time.perf_counter()
-    cache: dict[bytes, float] = {}  # one predictor cache for every budget of the sweep
-    for budget in budgets:
-        limits = {**fixed, axis: budget}
-        try:
-            result = run_search(
-                problem, limits, "evolution", population, generations, seed, score_cache=cache
-            )
-        except InfeasibleConstraintError as exc:
-            skipped.append({"method": SEARCH_METHOD, "budget": budget, "reason": str(exc)})
-            logger.warning("budget %g skipped: %s", budget, exc)
+    limits = [{**fixed, axis: budget} for budget in budgets]
+    results = run_searches(problem, limits, population, generations, seed)
+    for budget, result in zip(budgets, results):
+        if isinstance(result, InfeasibleConstraintError):
+            skipped.append({"method": SEARCH_METHOD, "budget": budget, "reason": str(result)})
+            logger.warning("budget %g skipped: %s", budget, result)
             continue
         context["n_evaluations"][budget] = result.n_evaluations
         context["evaluations"][SEARCH_METHOD] = (
