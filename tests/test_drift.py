@@ -201,6 +201,31 @@ def test_paired_measurement_reports_its_ratio_and_blocks() -> None:
     assert m.median_ms == pytest.approx(0.2) and m.n == 2 * 5 * 10 and m.stable  # warm runs untimed
 
 
+@pytest.mark.parametrize("warms_up", [False, True])
+def test_paired_blocks_run_the_item_untimed_only_where_run_many_does_not(warms_up: bool) -> None:
+    """Before each timed block the item runs once untimed (the reference left the caches
+    cold), unless the backend's run_many runs it untimed anyway (TVM's time_evaluator): then
+    that run would be a second, wasted one."""
+    calls: list[tuple[float, int]] = []
+
+    class Recording(DriftingBackend):
+        name = "test-recording"
+        RUN_MANY_WARMS_UP = warms_up
+
+        def run_many(self, prepared: float, n: int) -> list[float]:
+            calls.append((prepared, n))
+            return [prepared / 1e3] * n
+
+    backend = Recording()
+    backend.pair_with(2.0)
+    backend.measure_prepared(0.5, MeasureSettings(warmup=0, repeats=4, max_rounds=2))
+    item = [n for model, n in calls if model == 0.5]
+    assert item[0] == 3  # the first estimate of the item's time, then the blocks
+    blocks = item[1:]
+    assert sum(n == 4 for n in blocks) == 2 * 4  # two rounds of 4 blocks of 4 runs
+    assert blocks.count(1) == (0 if warms_up else 2 * 4)
+
+
 def test_a_backend_with_its_own_rounds_is_not_paired(tmp_path: Path) -> None:
     class Reporting(SpellsBackend):
         name = "test-fast-spells-reporting"

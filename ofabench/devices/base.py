@@ -143,6 +143,9 @@ class Backend(ABC):
     _pair: Any = None  # the reference model timed alternately with every measurement, if any
     #: items longer than this many reference runs are not split further (blocks of 1 run)
     MAX_BLOCK_RUNS: ClassVar[int] = 256
+    #: every :meth:`run_many` call runs the model once untimed before its timed runs (TVM's
+    #: ``time_evaluator`` does): paired blocks then need no untimed run of their own
+    RUN_MANY_WARMS_UP: ClassVar[bool] = False
 
     def __init__(self, **settings: Any) -> None:
         unknown = sorted(set(settings) - self.settings_keys)
@@ -336,7 +339,8 @@ class Backend(ABC):
         while len(ratios) < settings.max_rounds:
             round_ratios = np.empty(settings.repeats)
             for b in range(settings.repeats):
-                self.run_many(prepared, 1)  # untimed: the reference left the caches cold
+                if not self.RUN_MANY_WARMS_UP:
+                    self.run_many(prepared, 1)  # untimed: the reference left the caches cold
                 runs = self.run_many(prepared, block)
                 after = self.run_many(reference, 1)[0]
                 round_ratios[b] = float(np.median(runs)) / (0.5 * (before + after))

@@ -258,6 +258,7 @@ class TVMBackend(Backend):
 
     name = "tvm"
     extra = "tvm"
+    RUN_MANY_WARMS_UP = True  # time_evaluator runs the model once before timing it
     settings_keys = frozenset(
         {"target", "threads", "frontend", "tune_trials", "tuning_dir", "rpc", "compile_pool",
          "compile_workers", "build_cache"}
@@ -567,7 +568,8 @@ class TVMBackend(Backend):
 
     # -- timing ------------------------------------------------------------------------------------------
     def run_many(self, prepared: TVMRunnable, n: int) -> list[float]:
-        """``n`` samples in seconds: ``time_evaluator(number=1, repeat=n)``, timed in C++."""
+        """``n`` samples in seconds: ``time_evaluator(number=1, repeat=n)``, timed in C++. The
+        evaluator runs the model once untimed before them (``RUN_MANY_WARMS_UP``)."""
         evaluator = prepared.vm.time_evaluator("main", prepared.device, number=1, repeat=n)
         try:
             return [float(s) for s in evaluator(prepared.input).results]
