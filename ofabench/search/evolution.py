@@ -789,7 +789,25 @@ def evolve(
         engine.check_reachable("evolve")
         steps = _evolution(engine, population, generations, parent_ratio, mutation_ratio, settings)
         pool, history = _drive_alone(engine, steps)
-    run = {
+    run = _run_settings(
+        population, generations, parent_ratio, mutation_ratio, seed, cache_scores,
+        unique_children, settings,
+    )  # fmt: skip
+    return _result(engine, _top(pool, 1), history, start, "evolution", run)
+
+
+def _run_settings(
+    population: int,
+    generations: int,
+    parent_ratio: float,
+    mutation_ratio: float,
+    seed: int,
+    cache_scores: bool,
+    unique_children: bool,
+    settings: dict[str, float],
+) -> dict[str, Any]:
+    """What an evolution's result records of how it ran."""
+    return {
         "population": population,
         "generations": generations,
         "parent_ratio": parent_ratio,
@@ -799,7 +817,6 @@ def evolve(
         "unique_children": unique_children,
         **settings,
     }
-    return _result(engine, _top(pool, 1), history, start, "evolution", run)
 
 
 def evolve_many(
@@ -853,17 +870,11 @@ def evolve_many(
         ]
         outcomes = _drive_together([engines[i] for i in order], steps, cache)
     share = (time.perf_counter() - start) / max(1, len(constraint_sets))
-    run = {
-        "population": population,
-        "generations": generations,
-        "parent_ratio": parent_ratio,
-        "mutation_ratio": mutation_ratio,
-        "seed": seed,
-        "cache_scores": True,
-        "unique_children": unique_children,
-        "lockstep": len(constraint_sets),
-        **settings,
-    }
+    run = _run_settings(
+        population, generations, parent_ratio, mutation_ratio, seed, True, unique_children,
+        settings,
+    )  # fmt: skip
+    run["lockstep"] = len(constraint_sets)
     for i, outcome in zip(order, outcomes):
         if isinstance(outcome, InfeasibleConstraintError):
             out[i] = outcome
