@@ -2,8 +2,9 @@
 
 Each shipped model is a folder of the package's ``pretrained/`` directory holding::
 
-    manifest.json   name, space, dataset, the files below, figures, the study's ``claims.json``,
-                    provenance (the study and commands that made it, the git commit, versions)
+    manifest.json   name, space, dataset, the files below and their sha256, figures, the study's
+                    ``claims.json``, provenance (the study and commands that made it, the git
+                    commit, versions), and the supernet's output fingerprint (below)
     supernet.pt     the progressive-shrinking supernet (ofabench checkpoint)
     config.yaml     its training config (space and data for ``eval`` / ``sample-accuracy``)
     predictor.pt    the accuracy predictor fitted on its accuracy dataset
@@ -11,10 +12,16 @@ Each shipped model is a folder of the package's ``pretrained/`` directory holdin
 
 ``--checkpoint NAME`` and ``--predictor NAME`` take a shipped model's name wherever they take a
 file (:func:`resolve`). ``OFABENCH_PRETRAINED_DIR`` points to another folder of shipped models.
+
+The fingerprint is the logits of the largest and the smallest subnet (the checkpoint's own BN
+statistics, eval mode) for a fixed seeded input, taken when the model is shipped;
+:func:`verify` loads the model by name and checks its files' hashes and that it still computes
+those logits.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -103,6 +110,8 @@ def ship(
         "space": space,
         "dataset": dataset,
         "files": FILES,
+        "sha256": {kind: _sha256(folder / FILES[kind]) for kind in KINDS},
+        "fingerprint": fingerprint(folder / FILES["supernet"], space),
         "figures": dict(figures),
         "claims": dict(claims) if claims is not None else None,
         "made_by": {**made_by, "git_commit": _git_commit()},
@@ -121,3 +130,64 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
+
+
+FINGERPRINT_SEED = 0
+FINGERPRINT_BATCH = 4
+
+
+def fingerprint(supernet: str | Path, space: str) -> dict[str, Any]:
+    """Logits of the largest and smallest subnet of the checkpoint ``supernet`` for a fixed
+    seeded input at the space's largest resolution (eval mode, the checkpoint's BN statistics)."""
+    import torch
+
+    from .space import get_space
+    from .supernet.checkpoint import load_supernet
+
+    spec = get_space(space)
+    net = load_supernet(Path(supernet), spec).eval()
+    r = max(spec.resolutions)
+    generator = torch.Generator().manual_seed(FINGERPRINT_SEED)
+    x = torch.rand(FINGERPRINT_BATCH, spec.in_channels, r, r, generator=generator)
+    out: dict[str, Any] = {"seed": FINGERPRINT_SEED, "input": list(x.shape)}
+    with torch.no_grad():
+        for which, arch in (("largest", spec.max_arch()), ("smallest", spec.min_arch())):
+            net.set_active_subnet(arch)
+            out[which] = [[round(float(v), 5) for v in row] for row in net(x)]
+    return out
+
+
+def verify(name: str, atol: float = 2e-4) -> list[str]:
+    """What is wrong with the shipped model ``name`` (empty: nothing): files whose sha256
+    differs from the manifest's, and logits that differ from its fingerprint by more than
+    ``atol``."""
+    models = shipped()
+    if name not in models:
+        raise ConfigError(f"{name!r} is not a shipped model; shipped models: "
+                          f"{', '.join(models) or 'none'}")  # fmt: skip
+    manifest = models[name]
+    folder = pretrained_dir() / name
+    problems = [
+        f"{kind}: sha256 differs from the manifest's"
+        for kind, digest in manifest.get("sha256", {}).items()
+        if _sha256(folder / manifest["files"][kind]) != digest
+    ]
+    expected = manifest.get("fingerprint")
+    if expected is None:
+        return [*problems, "the manifest has no fingerprint"]
+    got = fingerprint(resolve(name, "supernet"), manifest["space"])
+    for which in ("largest", "smallest"):
+        diff = max(
+            abs(a - b) for ra, rb in zip(got[which], expected[which]) for a, b in zip(ra, rb)
+        )
+        if diff > atol:
+            problems.append(f"{which} subnet's logits differ from the fingerprint by {diff:.3g}")
+    return problems
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

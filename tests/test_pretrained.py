@@ -13,7 +13,7 @@ import yaml
 from ofabench.cli import main
 from ofabench.errors import ConfigError
 from ofabench.predictor.mlp import AccuracyPredictor
-from ofabench.pretrained import looks_like_name, resolve, ship, shipped
+from ofabench.pretrained import looks_like_name, pretrained_dir, resolve, ship, shipped, verify
 from ofabench.space import get_space
 from ofabench.supernet import OFAMobileNetV3
 from ofabench.supernet.checkpoint import load_supernet, save_supernet
@@ -76,6 +76,45 @@ def test_a_shipped_supernet_computes_what_its_weights_compute(shipped_dir: Path,
     with torch.no_grad():  # and one changed weight changes them: the check can fail
         next(p for n, p in source.named_parameters() if "blocks.3" in n and p.ndim == 4)[0] += 0.5
         assert not torch.allclose(source(x), a, atol=1e-5)
+
+
+def test_verify_checks_hashes_and_the_output_fingerprint(
+    shipped_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A shipped model's manifest holds its files' sha256 and the logits of its largest and
+    smallest subnet for a fixed input; verify() (and ``ofabench pretrained --verify``) finds any
+    change to either."""
+    assert verify("tiny_ps") == []
+    assert main(["pretrained", "--verify"]) == 0 and "verified" in capsys.readouterr().out
+    manifest = shipped()["tiny_ps"]
+    assert len(manifest["fingerprint"]["largest"]) == 4 and set(manifest["sha256"]) >= {"supernet"}
+    (shipped_dir / "tiny_ps" / "accuracy.csv").write_text("arch,val_acc\nx,0.5\n")
+    assert verify("tiny_ps") == ["accuracy: sha256 differs from the manifest's"]
+    space = get_space(SPACE)
+    path = shipped_dir / "tiny_ps" / "supernet.pt"
+    net = load_supernet(path, space)
+    with torch.no_grad():  # one row of the classifier: every subnet runs it
+        net.classifier.weight[0] += 0.5
+    save_supernet(net, path)
+    problems = verify("tiny_ps")
+    assert "supernet: sha256 differs from the manifest's" in problems
+    assert any(p.startswith("largest subnet's logits differ") for p in problems)
+    assert any(p.startswith("smallest subnet's logits differ") for p in problems)
+    assert main(["pretrained", "--verify"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "tiny_ps: supernet: sha256 differs" in err
+    with pytest.raises(ConfigError, match="'nope' is not a shipped model; shipped models: tiny_ps"):
+        verify("nope")
+
+
+def test_the_models_shipped_in_the_package_are_intact(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every model in the package's pretrained/ folder loads by name and computes the logits
+    it was shipped with; the README's demo needs fashion_mnist_ps among them."""
+    monkeypatch.delenv("OFABENCH_PRETRAINED_DIR", raising=False)
+    models = shipped()
+    assert "fashion_mnist_ps" in models, f"no fashion_mnist_ps in {pretrained_dir()}"
+    for name in models:
+        assert verify(name) == [], name
 
 
 def test_cli_takes_a_shipped_name_and_lists_them_for_an_unknown_one(

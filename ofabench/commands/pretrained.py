@@ -14,11 +14,17 @@ from ._common import add_json, emit
 
 
 def cmd_pretrained(args: argparse.Namespace) -> None:
-    from ..pretrained import pretrained_dir, shipped
+    from ..pretrained import pretrained_dir, shipped, verify
 
     models = shipped()
-    record = {"dir": str(pretrained_dir()), "models": models}
+    record: dict[str, Any] = {"dir": str(pretrained_dir()), "models": models}
+    if args.verify:
+        record["problems"] = {name: verify(name) for name in models}
     emit(args, record, _describe)
+    bad = {n: p for n, p in record.get("problems", {}).items() if p}
+    if bad:
+        raise ConfigError("shipped model(s) changed since shipping: " + "; ".join(
+            f"{n}: {', '.join(p)}" for n, p in bad.items()))  # fmt: skip
 
 
 def _describe(record: dict[str, Any]) -> str:
@@ -28,7 +34,10 @@ def _describe(record: dict[str, Any]) -> str:
     for name, m in record["models"].items():
         figures = ", ".join(f"{k} {v:.4g}" for k, v in m.get("figures", {}).items()
                             if isinstance(v, (int, float)))  # fmt: skip
-        lines.append(f"{name}: space {m['space']}, dataset {m['dataset']}; {figures}")
+        line = f"{name}: space {m['space']}, dataset {m['dataset']}; {figures}"
+        if "problems" in record:
+            line += "; verified" if not record["problems"][name] else "; CHANGED"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -77,6 +86,9 @@ def _figures(study: Any) -> dict[str, float]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrained", help="the shipped pretrained models (load them by name)")
+    p.add_argument("--verify", action="store_true",
+                   help="check each model's files against its manifest's sha256 and that its "
+                        "supernet computes the logits it was shipped with")  # fmt: skip
     add_json(p)
     p.set_defaults(func=cmd_pretrained)
 
