@@ -28,10 +28,13 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .provenance import provenance, write_json
+
+if TYPE_CHECKING:
+    from .space import SpaceSpec
 
 KINDS = ("supernet", "predictor", "accuracy", "config")
 FILES = {
@@ -111,7 +114,7 @@ def ship(
         "dataset": dataset,
         "files": FILES,
         "sha256": {kind: _sha256(folder / FILES[kind]) for kind in KINDS},
-        "fingerprint": fingerprint(folder / FILES["supernet"], space),
+        "fingerprint": fingerprint(folder / FILES["supernet"], _space_of(folder / FILES["config"])),
         "figures": dict(figures),
         "claims": dict(claims) if claims is not None else None,
         "made_by": {**made_by, "git_commit": _git_commit()},
@@ -136,9 +139,11 @@ FINGERPRINT_SEED = 0
 FINGERPRINT_BATCH = 4
 
 
-def fingerprint(supernet: str | Path, space: str) -> dict[str, Any]:
+def fingerprint(supernet: str | Path, space: str | SpaceSpec) -> dict[str, Any]:
     """Logits of the largest and smallest subnet of the checkpoint ``supernet`` for a fixed
-    seeded input at the space's largest resolution (eval mode, the checkpoint's BN statistics)."""
+    seeded input at the space's largest resolution (eval mode, the checkpoint's BN statistics).
+    ``space``: a preset's name or the space itself (a shipped model's comes from its config,
+    which also holds spaces defined inline)."""
     import torch
 
     from .space import get_space
@@ -175,7 +180,7 @@ def verify(name: str, atol: float = 2e-4) -> list[str]:
     expected = manifest.get("fingerprint")
     if expected is None:
         return [*problems, "the manifest has no fingerprint"]
-    got = fingerprint(resolve(name, "supernet"), manifest["space"])
+    got = fingerprint(resolve(name, "supernet"), _space_of(resolve(name, "config")))
     for which in ("largest", "smallest"):
         diff = max(
             abs(a - b) for ra, rb in zip(got[which], expected[which]) for a, b in zip(ra, rb)
@@ -183,6 +188,13 @@ def verify(name: str, atol: float = 2e-4) -> list[str]:
         if diff > atol:
             problems.append(f"{which} subnet's logits differ from the fingerprint by {diff:.3g}")
     return problems
+
+
+def _space_of(config: Path) -> SpaceSpec:
+    """The search space of the training config ``config`` (a preset or a space given inline)."""
+    from .training.config import load_config
+
+    return load_config(config).space_spec()
 
 
 def _sha256(path: Path) -> str:

@@ -294,6 +294,9 @@ def test_a_finished_study_ships_its_supernet_by_name(
     monkeypatch.setenv("OFABENCH_PRETRAINED_DIR", str(dest))
     assert main(["pretrained", "--json"]) == 0
     assert list(json.loads(capsys.readouterr().out)["models"]) == ["mini_ps"]
+    # the study's space is defined inline: verifying rebuilds it from the shipped config
+    assert main(["pretrained", "--verify", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["problems"] == {"mini_ps": []}
 
 
 def test_a_pretrained_study_starts_from_the_shipped_model(
@@ -358,7 +361,7 @@ def test_a_pretrained_study_starts_from_the_shipped_model(
 
 
 def test_the_demo_starts_from_the_shipped_supernet_or_says_why_not(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    finished: Study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ofabench.commands import study as study_cmd
     from ofabench.pretrained import ship
@@ -366,10 +369,11 @@ def test_the_demo_starts_from_the_shipped_supernet_or_says_why_not(
     monkeypatch.setenv("OFABENCH_PRETRAINED_DIR", str(tmp_path / "none"))
     name, why = study_cmd.demo_choice()
     assert name == "demo.yaml" and "'fashion_mnist_ps' is not in this installation" in why
-    blank = tmp_path / "blank"
-    blank.write_text("x")
-    files = dict.fromkeys(("supernet", "config", "predictor", "accuracy"), blank)
-    ship("fashion_mnist_ps", files, "small32_w0.5", "fashion_mnist", {}, {}, tmp_path / "p")
+    summary = finished.summary
+    files = {"supernet": summary("train_ps")["checkpoint"],
+             "config": Path(summary("train_ps")["checkpoint"]).parent / "config.yaml",
+             "predictor": finished.predictor_path, "accuracy": finished.accuracy_csv}  # fmt: skip
+    ship("fashion_mnist_ps", files, "tiny_study", "fashion_mnist", {}, {}, tmp_path / "p")
     monkeypatch.setenv("OFABENCH_PRETRAINED_DIR", str(tmp_path / "p"))
     from ofabench.training import data as data_module
 
