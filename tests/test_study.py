@@ -111,6 +111,9 @@ def test_outputs_are_consistent_with_each_other(finished: Study) -> None:
     scratch = s["scratch"]["summary"]["archs"]
     assert len(scratch) == 1 and 0.0 <= scratch[0]["scratch_test"] <= 1.0
     assert scratch[0]["arch"] in [c["arch"] for c in search["chosen"]]
+    # a scratch run's budget: every image of every epoch through its one architecture
+    metrics = (Path(scratch[0]["dir"]) / "metrics.csv").read_text().splitlines()
+    assert scratch[0]["subnet_passes"] == 64 * (len(metrics) - 1) > 0
 
 
 def test_report_has_every_section_and_points_from_every_method(finished: Study) -> None:
@@ -211,6 +214,8 @@ def test_a_failed_step_is_recorded_and_resumed(
         (lambda d: d["devices"][0].update(speed=3), "unknown key"),
         (lambda d: d.update(threads=0), "threads must be a positive integer"),
         (lambda d: d.update(train="missing.yaml"), "does not exist"),
+        (lambda d: d["devices"][0].update(probe_resolution=8), "probe_resolution"),
+        (lambda d: d["compare"].update(test_images=100), "whole test split"),
     ],
 )
 def test_bad_study_files_are_refused(change: Any, message: str, tmp_path: Path) -> None:
@@ -326,6 +331,9 @@ def test_a_pretrained_study_starts_from_the_shipped_model(
     data = mini_study()
     data["pretrained"] = "mini_ps"
     data["train"] = {**data["train"], "stages": data["train"]["stages"][:2]}
+    # what the demo does to be quick: a smaller drift probe, the first test images only
+    data["devices"][0]["probe_resolution"] = 64
+    data["compare"]["test_images"] = 25
     root = tmp_path / "run"
     study = Study(study_from_dict(data, root, "mini-pretrained", root / "work", root / "report"))
     study.run()
@@ -339,10 +347,13 @@ def test_a_pretrained_study_starts_from_the_shipped_model(
     chosen = study.summary("measure_searched")["cpu-onnxruntime"][0]
     c = data["compare"]
     direct = SubnetEvaluator(load_supernet(files["supernet"], study.space), study.dataset(),
-                             ("test",), c["recal_images"], None, c["batch_size"])  # fmt: skip
+                             ("test",), c["recal_images"], 25, c["batch_size"])  # fmt: skip
     assert chosen["ps_test"] == pytest.approx(
         direct(ArchConfig.from_dict(chosen["arch"]))["test_acc"], abs=1e-6
     )
+    assert "first 25 test images" in (root / "report" / "README.md").read_text()
+    table = json.loads(study.table_path("cpu-onnxruntime").read_text())
+    assert table["provenance"]["probe"]["model"].endswith("at 64 px, seed 0")
     used = study_steps._supernet(study, "ps").state_dict()
     shipped_sd = load_supernet(files["supernet"], study.space).state_dict()
     own_sd = load_supernet(study.summary("train_ps")["checkpoint"], study.space).state_dict()

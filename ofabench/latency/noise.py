@@ -116,7 +116,7 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def measure_noise(
-    device: str,
+    device: Any,
     space: Any = "ofa_mbv3_w1.0",
     resolution: int | None = None,
     seed: int = 3,
@@ -128,7 +128,7 @@ def measure_noise(
     """Measure the device's noise floor now (see the module docstring) on a random subnet of
     ``space`` (a preset name, a file or a :class:`~ofabench.space.SpaceSpec`) at ``resolution``
     (default: the space's middle one)."""
-    from ..devices.profiles import load_profile
+    from ..devices.profiles import DeviceProfile, load_profile
     from ..space import ArchConfig, get_space
     from .ops import build_subnet_module
 
@@ -139,7 +139,7 @@ def measure_noise(
     r = resolution if resolution is not None else spec.resolutions[len(spec.resolutions) // 2]
     arch = ArchConfig(sampled.ks, sampled.e, sampled.d, r)
     spec.validate(arch)
-    profile = load_profile(device)
+    profile = device if isinstance(device, DeviceProfile) else load_profile(device)
     backend = profile.open()
     module, shape = build_subnet_module(spec, arch)
     settings = settings or MeasureSettings(max_rounds=1)

@@ -39,6 +39,9 @@ class DeviceStep:
     # measure the device's noise floor (ofabench noise) before profiling and validating, and
     # report it beside the validation
     noise_check: bool = True
+    # the drift probe's input size here (default: the device profile's): a space of tiny ops
+    # (small32 at 24-32 px) is timed 4x faster against a 64 px probe than the default 128 px one
+    probe_resolution: int | None = field(default=None, metadata=bounds(ge=32, le=512))
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,9 @@ class CompareStep:
     batch_size: int = field(default=500, metadata=bounds(ge=1))
     n_boot: int = field(default=2000, metadata=bounds(ge=100))
     ci_level: float = field(default=0.95, metadata=bounds(gt=0, lt=1))
+    # score subnets on the first test images only (default: the whole test split): the compared
+    # and the searched subnets; a study with scratch runs must use the whole split
+    test_images: int | None = field(default=None, metadata=bounds(ge=1))
 
 
 @dataclass(frozen=True)
@@ -209,6 +215,12 @@ def study_from_dict(
     if config.scratch.device is not None and config.scratch.device not in known:
         raise ConfigError(
             f"{source}: scratch.device {config.scratch.device!r} is not one of the devices {known}"
+        )
+    if config.compare.test_images is not None and config.scratch.n and not config.pretrained:
+        raise ConfigError(
+            f"{source}: compare.test_images limits the supernets' subnets to the first test "
+            "images, but the scratch runs are scored on the whole test split; leave out "
+            "test_images or set scratch: {n: 0}"
         )
     return config
 

@@ -149,8 +149,11 @@ def readme(
     parts = [
         f"# Study `{study.config.name}`\n",
         "Written by `ofabench study` from the study's work directory; nothing here is edited by "
-        "hand. Accuracy is top-1 on the dataset's official test split unless marked *predicted* "
-        "(the accuracy predictor, trained on validation accuracy).\n",
+        "hand. Accuracy is top-1 on the dataset's official test split"
+        + ("" if study.config.compare.test_images is None else
+           f" (the supernets' subnets on its first {study.config.compare.test_images} test images "
+              "only)")
+        + " unless marked *predicted* (the accuracy predictor, trained on validation accuracy).\n",
         _setup_section(study, prov),
         *middle,
         _validation_section(study, devices, validation),
@@ -422,7 +425,9 @@ def _claims_section(study: Study, devices: Sequence[DeviceStep], data: Mapping[s
             f"(target: within {TARGETS['scratch_gap_points']:g} point)",
             "; ".join(
                 f"{_pct(x['ofa_test'])}% vs {_pct(x['scratch_test'])}% (≤ {x['budget']:g} ms on "
-                f"{x['device']})" for x in scratch
+                f"{x['device']}" + (f"; scratch {_passes(x['subnet_passes'])} passes"
+                                     if x.get("subnet_passes") else "") + ")"
+                for x in scratch
             ) + f"; mean OFA − scratch {_signed(gap)} points; each from-scratch arch trained "
             "with the full network's schedule (the PS schedule's first stage)",
             _verdict(gap is not None and 100 * gap >= -TARGETS["scratch_gap_points"]),

@@ -151,6 +151,16 @@ def _settings(device: DeviceStep) -> Any:
     )
 
 
+def device_profile(device: DeviceStep) -> Any:
+    """The device's profile, with the study's ``probe_resolution`` where it sets one."""
+    from ..devices.profiles import load_profile
+
+    profile = load_profile(device.name)
+    if device.probe_resolution is not None:
+        profile = dataclasses.replace(profile, probe_resolution=device.probe_resolution)
+    return profile
+
+
 def noise(study: Study, device: DeviceStep) -> dict[str, Any] | None:
     """The device's noise floor now (``ofabench noise`` on a subnet of the study's space), or
     None with ``noise_check: false``."""
@@ -159,7 +169,7 @@ def noise(study: Study, device: DeviceStep) -> dict[str, Any] | None:
     from ..latency.noise import measure_noise
 
     settings = dataclasses.replace(_settings(device), max_rounds=1)
-    report = measure_noise(device.name, study.space, settings=settings)
+    report = measure_noise(device_profile(device), study.space, settings=settings)
     log.info("%s", report.summary())
     return report.to_dict()
 
@@ -169,7 +179,7 @@ def profile(study: Study, device: DeviceStep) -> dict[str, Any]:
 
     before = noise(study, device)
     result = profile_device(
-        device.name,
+        device_profile(device),
         study.space,
         None,
         study.table_path(device.name),
@@ -186,7 +196,7 @@ def validate(study: Study, device: DeviceStep) -> dict[str, Any]:
     from ..latency.validate import validate_device
 
     result = validate_device(
-        device.name,
+        device_profile(device),
         study.space,
         study.table_path(device.name),
         n=device.validate_n,
@@ -321,7 +331,7 @@ def search(study: Study, device: DeviceStep) -> dict[str, Any]:
     problem = problem_for(study, device.name)
     # the table describes this machine only if the probe still runs at the table's speed
     speed = check_device_speed(
-        device.name, problem.latency_model.table, device.speed_check,
+        device_profile(device), problem.latency_model.table, device.speed_check,
         where=str(study.table_path(device.name)),
     )  # fmt: skip
     problem.latency_model = rescaled_model(problem.latency_model, speed)
@@ -358,6 +368,12 @@ def searched_method(document: dict[str, Any]) -> str:
 NET_LABELS = {"ps": "PS", "no_ps": "no-PS", "sandwich": "sandwich"}
 
 
+def test_split_label(study: Study) -> str:
+    """What the supernets' subnets are scored on: the test split or its first images."""
+    limit = study.config.compare.test_images
+    return "test split" if limit is None else f"first {limit} test images"
+
+
 class _Evaluations:
     """Test-split results of subnets of every supernet of the study after BN recalibration:
     accuracy and which test images each got right (packed bits), cached in
@@ -385,17 +401,19 @@ class _Evaluations:
             c = self.study.config.compare
             self._evaluators[net] = SubnetEvaluator(
                 _supernet(self.study, net), self.study.dataset(), ("test",), c.recal_images,
-                None, c.batch_size,
+                c.test_images, c.batch_size,
             )  # fmt: skip
         return self._evaluators[net]
 
     def _row(self, net: str, arch: ArchConfig) -> dict[str, Any]:
         key = (net, arch.to_json())
-        if key not in self.cache or "test_correct" not in self.cache[key]:
+        cached = self.cache.get(key, {})
+        limit = self.study.config.compare.test_images
+        if "test_correct" not in cached or cached.get("test_images") != limit:
             hits = self._evaluator(net).correct(arch)["test"].numpy()
             row = {"net": net, "arch": key[1], "acc": {"test_acc": float(hits.mean())},
                    "test_correct": base64.b64encode(np.packbits(hits)).decode("ascii"),
-                   "n_test": int(len(hits))}  # fmt: skip
+                   "n_test": int(len(hits)), "test_images": limit}  # fmt: skip
             with self.path.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
             self.cache[key] = row
@@ -487,13 +505,14 @@ def _write_external(
         rows.append({
             **common, "method": SEARCH_METHOD_MEASURED, "accuracy": accs["ps_test"],
             "source": ("shipped " if study.config.pretrained else "")
-            + "PS supernet, BN recalibrated, test split",
+            + f"PS supernet, BN recalibrated, {test_split_label(study)}",
         })  # fmt: skip
         for net in study.evaluated[1:]:
             rows.append({
                 **common, "method": f"{NET_LABELS[net]} supernet (measured)",
                 "accuracy": accs[f"{net}_test"],
-                "source": f"{NET_LABELS[net]} supernet, same subnet, BN recalibrated, test split",
+                "source": f"{NET_LABELS[net]} supernet, same subnet, BN recalibrated, "
+                          f"{test_split_label(study)}",
             })  # fmt: skip
     _write_csv(study.work / "compare" / f"external_{device}.csv", rows, EXTERNAL_FIELDS)
 
@@ -535,7 +554,8 @@ def scratch(study: Study, devices: Sequence[DeviceStep]) -> dict[str, Any]:
         ofa = evaluations.get(("ps", ArchConfig.from_dict(x["arch"]).to_json()), {})
         results.append({
             **x, "dir": str(out_of[i]), "scratch_val": record["val_acc"],
-            "scratch_test": record["test_acc"], "ofa_test": ofa.get("test_acc"), "train_seconds": train["train_seconds"],
+            "scratch_test": record["test_acc"], "ofa_test": ofa.get("test_acc"),
+            "train_seconds": train["train_seconds"], "subnet_passes": train["subnet_passes"],
         })  # fmt: skip
     for d in devices:
         _write_scratch_external(study, d.name, results)
