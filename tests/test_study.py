@@ -116,6 +116,28 @@ def test_outputs_are_consistent_with_each_other(finished: Study) -> None:
     assert scratch[0]["subnet_passes"] == 64 * (len(metrics) - 1) > 0
 
 
+def test_evaluations_on_the_first_test_images_are_not_mixed_with_whole_split_ones(
+    finished: Study, tmp_path: Path
+) -> None:
+    """``compare.test_images``: a cached evaluation made on another number of test images is
+    redone, not reused (the study's cache holds whole-split rows)."""
+    import shutil
+
+    from ofabench.space import ArchConfig
+
+    work = tmp_path / "work"
+    shutil.copytree(finished.work, work)  # the shared study's cache stays as it is
+    arch = ArchConfig.from_dict(finished.summary("compare")["largest"]["arch"])
+    whole = study_steps._Evaluations(finished)._row("ps", arch)
+    data = {**mini_study(), "compare": {**mini_study()["compare"], "test_images": 10},
+            "scratch": {"n": 0}}  # fmt: skip
+    limited = Study(study_from_dict(data, tmp_path, "mini", work, tmp_path / "report"))
+    row = study_steps._Evaluations(limited)._row("ps", arch)
+    assert whole["n_test"] > 10 and row["n_test"] == 10 and row["test_images"] == 10
+    assert study_steps._Evaluations(limited)._row("ps", arch) == row  # now cached, reused
+    assert study_steps.test_split_label(limited) == "first 10 test images"
+
+
 def test_report_has_every_section_and_points_from_every_method(finished: Study) -> None:
     report = Path(finished.config.report_dir)
     text = (report / "README.md").read_text()

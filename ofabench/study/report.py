@@ -150,9 +150,9 @@ def readme(
         f"# Study `{study.config.name}`\n",
         "Written by `ofabench study` from the study's work directory; nothing here is edited by "
         "hand. Accuracy is top-1 on the dataset's official test split"
-        + ("" if study.config.compare.test_images is None else
-           f" (the supernets' subnets on its first {study.config.compare.test_images} test images "
-              "only)")
+        + ("" if study.config.compare.test_images is None
+           else f" (the supernets' subnets on its first {study.config.compare.test_images} "
+                "test images only)")
         + " unless marked *predicted* (the accuracy predictor, trained on validation accuracy).\n",
         _setup_section(study, prov),
         *middle,
