@@ -91,8 +91,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--probe-mode",
         choices=["paired", "rounds", "off"],
-        default="paired",
-        help="drift probe: timed alternately with every item, read between rounds, or not at all",
+        default=None,
+        help="drift probe: timed alternately with every item, read between rounds, or not at "
+        "all (default: the device profile's probe_mode)",
     )
     return p.parse_args(argv)
 

@@ -22,9 +22,11 @@ for device in "${devices[@]}"; do
     cpu-onnxruntime|cpu-torch) run "$device" --n 100 --passes 2 ;;
     # XNNPACK's 7x7 depthwise makes whole subnets ~14 s each here: one validation pass
     cpu-litert) run "$device" --n 100 --passes 1 ;;
-    # untuned TVM: compiling dominates (~1-1.5 s per block, ~60 s per subnet): lighter timing,
-    # fewer measured resolutions and validation subnets
-    cpu-tvm) run "$device" --n 30 --passes 1 --calibrate 10 --repeats 10 --warmup 3 \
+    # untuned TVM: compiling dominates (~0.9 CPU-s per block, ~14 per subnet, in 2 workers):
+    # lighter timing, fewer measured resolutions (groups that miss their line are refined),
+    # 6 calibration and 30 validation subnets. For an honest compile cost, start from an empty
+    # build cache (~/.cache/ofabench/tvm-lib) and work dir (or pass --fresh by hand).
+    cpu-tvm) run "$device" --n 30 --passes 1 --calibrate 6 --repeats 10 --warmup 3 \
                --max-rounds 3 --fit-resolutions every:8 ;;
     *) run "$device" --n 100 ;;
   esac

@@ -325,6 +325,31 @@ def test_a_bad_probe_resolution_is_one_line(value: Any) -> None:
         profile_from_dict({"backend": "onnxruntime", "probe_resolution": value}, "x")
 
 
+@pytest.mark.parametrize(
+    ("profile_mode", "asked", "used"),
+    [(None, None, "paired"), ("rounds", None, "rounds"), ("rounds", "paired", "paired")],
+)
+def test_a_device_profile_sets_the_probe_mode_and_a_command_overrides_it(
+    tmp_path: Path, profile_mode: str | None, asked: str | None, used: str
+) -> None:
+    drift_device(lambda call: 1.0)
+    data = {"backend": "test-drifting", **({"probe_mode": profile_mode} if profile_mode else {})}
+    device = profile_from_dict(data, default_name="drifting")
+    assert device.probe_mode == (profile_mode or "paired")
+    path = tmp_path / "t.json"
+    probe = ProbeSettings(mode=asked)
+    profile_device(device, tiny_space(), out_path=path, settings=QUICK, probe=probe)
+    table = LatencyTable.load(path)
+    assert table.provenance[PROBE]["settings"]["mode"] == used
+    assert table.provenance["profiling"]["runs"][-1]["drift"]["mode"] == used
+
+
+@pytest.mark.parametrize("value", ["pairs", None, 1])
+def test_a_bad_probe_mode_is_one_line(value: Any) -> None:
+    with pytest.raises(ConfigError, match=r"'probe_mode' must be one of \['paired', 'rounds'\]"):
+        profile_from_dict({"backend": "onnxruntime", "probe_mode": value}, "x")
+
+
 def test_anchoring_on_calibration_subnets_takes_out_a_probe_offset(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -185,10 +185,11 @@ def _add_measure_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--probe-mode",
         choices=["paired", "rounds"],
-        default="paired",
-        help="paired (default): time the probe alternately with every op or subnet, block by "
-        "block, and keep their ratio (holds on a machine that changes speed every few tens of "
-        "milliseconds); rounds: read the probe between rounds of items and interpolate",
+        default=None,
+        help="paired: time the probe alternately with every op or subnet, block by block, and "
+        "keep their ratio (holds on a machine that changes speed every few tens of "
+        "milliseconds); rounds: read the probe between rounds of items and interpolate "
+        "(default: the device profile's probe_mode, paired unless it says otherwise)",
     )
     p.add_argument(
         "--calibration-method",

@@ -139,6 +139,8 @@ class Backend(ABC):
     device_name: str = ""
     #: input size of the drift probe on this device (the profile's ``probe_resolution``)
     probe_resolution: int = 128
+    #: how the drift probe is timed on this device by default (the profile's ``probe_mode``)
+    probe_mode: str = "paired"
     _checked: bool = False  # availability confirmed once: measure() does not ask again
     _pair: Any = None  # the reference model timed alternately with every measurement, if any
     #: items longer than this many reference runs are not split further (blocks of 1 run)

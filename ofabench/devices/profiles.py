@@ -9,6 +9,7 @@ A profile file::
       intra_op_threads: 1
     tags: [cpu, local]
     probe_resolution: 64          # optional: the drift probe's input size (default 128)
+    probe_mode: rounds            # optional: paired (default) or rounds, see latency/probe.py
 
 ``name`` is optional and, when given, must match the file name. Profiles are looked up in order:
 an existing path; ``$OFABENCH_DEVICES_DIR`` (``os.pathsep``-separated folders); ``./devices``; the
@@ -32,7 +33,10 @@ log = logging.getLogger("ofabench")
 ENV_DEVICES_DIR = "OFABENCH_DEVICES_DIR"
 PROFILE_SUFFIXES = (".yaml", ".yml")
 REQUIRED_KEYS = frozenset({"backend"})
-ALLOWED_KEYS = frozenset({"name", "backend", "settings", "description", "tags", "probe_resolution"})
+ALLOWED_KEYS = frozenset(
+    {"name", "backend", "settings", "description", "tags", "probe_resolution", "probe_mode"}
+)
+PROBE_MODE_NAMES = ("paired", "rounds")
 PROBE_RESOLUTIONS = (32, 512)  # the drift probe's input sizes a profile may ask for
 
 
@@ -47,6 +51,7 @@ class DeviceProfile:
     tags: tuple[str, ...] = ()
     path: str | None = field(default=None, compare=False)
     probe_resolution: int = 128  # the drift probe's input size on this device
+    probe_mode: str = "paired"  # how the drift probe is timed here unless a command says
 
     def backend_instance(self) -> Backend:
         """The configured backend, not yet checked; unknown backends and settings raise a clear
@@ -63,6 +68,7 @@ class DeviceProfile:
             raise ConfigError(f"device profile {self.path or self.name}: {exc}") from exc
         backend.device_name = self.name
         backend.probe_resolution = self.probe_resolution
+        backend.probe_mode = self.probe_mode
         return backend
 
     def open(self) -> Backend:
@@ -97,6 +103,7 @@ class DeviceProfile:
             "tags": list(self.tags),
             "path": self.path,
             "probe_resolution": self.probe_resolution,
+            "probe_mode": self.probe_mode,
         }
 
 
@@ -207,7 +214,18 @@ def profile_from_dict(data: Any, default_name: str, source: str | None = None) -
         tags=_tags(data.get("tags"), where),
         path=source,
         probe_resolution=_probe_resolution(data.get("probe_resolution"), where),
+        probe_mode=_probe_mode(data.get("probe_mode", "paired"), where),
     )
+
+
+def _probe_mode(value: Any, where: str) -> str:
+    if value not in PROBE_MODE_NAMES:
+        raise ConfigError(
+            f"device profile {where}: 'probe_mode' must be one of {list(PROBE_MODE_NAMES)} "
+            f"(paired: timed alternately with every item; rounds: read between rounds), "
+            f"got {value!r}"
+        )
+    return str(value)
 
 
 def _probe_resolution(value: Any, where: str) -> int:

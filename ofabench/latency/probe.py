@@ -84,21 +84,22 @@ class ProbeSettings:
     """How the probe is used. ``mode="paired"`` (where the backend can: see
     :meth:`Backend.pair_with`) times it alternately with every item; ``"rounds"`` reads it after
     every ``every`` items, and a round whose probe moved more than ``tolerance`` is measured
-    again, at most ``max_retries`` times. ``enabled=False`` measures as before (no probe, no
+    again, at most ``max_retries`` times; ``None``: the device profile's ``probe_mode``
+    (``paired`` unless it says otherwise). ``enabled=False`` measures as before (no probe, no
     normalisation)."""
 
     enabled: bool = True
     every: int = 8
     tolerance: float = 0.03
     max_retries: int = 2
-    mode: str = "paired"
+    mode: str | None = None
 
     def __post_init__(self) -> None:
         if self.every < 1 or self.tolerance <= 0 or self.max_retries < 0:
             raise ConfigError(
                 f"probe settings need every >= 1, tolerance > 0, max_retries >= 0; got {self}"
             )
-        if self.mode not in PROBE_MODES:
+        if self.mode is not None and self.mode not in PROBE_MODES:
             raise ConfigError(
                 f"unknown probe mode {self.mode!r}; valid: "
                 + "; ".join(f"{k} ({v})" for k, v in PROBE_MODES.items())
@@ -251,6 +252,9 @@ class DriftGuard:
         reference_ms: float | None = None,
         on_retry: Callable[[int], None] | None = None,
     ) -> None:
+        if settings.mode is None:  # the device's own mode (its profile's probe_mode)
+            mode = probe.backend.probe_mode if probe is not None else "paired"
+            settings = dataclasses.replace(settings, mode=mode)
         self.probe = probe
         self.settings = settings
         self.reference_ms = reference_ms

@@ -19,10 +19,19 @@ mid channels, kernel, stride, skip, SE, activation; different feature-map size).
 op's multiply-accumulates at that size (a fixed mix of input and output H*W: exactly linear in
 H*W for stride-1 ops, and right about the rounding of odd sizes for stride-2 ones), or its input
 H*W for the pooling op. An op outside its group's measured range, or whose group has fewer than
-two measured sizes, is measured instead: nothing is extrapolated. So is every op of a group whose
-line misses its measured points by more than ``max_fit_rms`` (RMS residual over mean latency,
-default 5%): where latency is not linear in H*W, or the measurements were too noisy to tell,
-fitting would cost fidelity.
+two measured sizes, is measured instead: nothing is extrapolated.
+
+A group whose line misses its measured points by more than ``max_fit_rms`` (RMS residual over
+mean latency, default 5%) is handled in three steps. *Spikes*: a measured point far above the
+line (more than twice ``max_fit_rms``) is left out of it and kept as measured, one at a time
+while at least three points and two thirds of them stay in the line and no two neighbouring
+sizes are left out (untuned TVM runs the early
+blocks 2-3x slower at feature maps of 64 and 96 px, i.e. 128 and 192 px inputs, than the sizes
+either side: cache-set conflicts, not a trend). *Refinement*: a group that still misses gets
+one op measured near the middle of each gap between its measured sizes, and is fitted again.
+*Measured instead*: every op of a group that still misses is measured: where latency is not
+linear in H*W, or the measurements were too noisy to tell, fitting would cost fidelity. A spike
+at a size that is not measured cannot be seen: ``validate`` measures what such a table costs.
 
 **Noise.** An op whose measurement rounds never agreed (:attr:`Measurement.stable` false) is
 measured once more at the end of the pass and the faster median kept (transients on a shared
@@ -114,7 +123,9 @@ CALIBRATION = "calibration"
 FIT_METHOD = (
     "least squares latency = a * work + b per op group (kind, channels, mid, kernel, stride, "
     "idskip, se, hs), work = the op's MACs at its feature-map size (input H*W for pooling), "
-    "over the group's measured sizes; interpolation only"
+    "over the group's measured sizes; interpolation only; measured points more than 2x the "
+    "allowed RMS share above the line left out (spikes), groups that still miss refined once "
+    "with an op in the middle of each gap, then measured"
 )
 CALIBRATION_METHODS = {
     "affine": "least squares measured = scale * lut_sum + overhead_ms over random subnets "
@@ -278,7 +289,8 @@ def _can_interpolate(sizes: Mapping[tuple[Any, ...], set[int]], op: OpSpec) -> b
 @dataclass(frozen=True)
 class LinearFit:
     """``latency = slope * work + intercept`` of one op group, with its RMS residual (ms) and
-    the measured range of input sizes it may be used in."""
+    relative RMS residual over the points in the line, the measured range of input sizes it may
+    be used in, and the sizes of the measured points left out of it as spikes."""
 
     slope: float
     intercept: float
@@ -286,6 +298,8 @@ class LinearFit:
     min_hw: int
     max_hw: int
     n: int
+    rel_rms: float = 0.0
+    spikes: tuple[int, ...] = ()
 
     def __call__(self, op: OpSpec) -> float:
         if not self.min_hw <= op.in_hw <= self.max_hw:
@@ -296,38 +310,104 @@ class LinearFit:
         return self.slope * op_work(op) + self.intercept
 
 
-def fit_group(points: Sequence[tuple[OpSpec, float]]) -> LinearFit:
-    """Least-squares line through ``(op, latency_ms)`` points of one group (>= 2 distinct sizes)."""
-    x = np.array([op_work(op) for op, _ in points])
-    y = np.array([ms for _, ms in points])
-    if len({op.in_hw for op, _ in points}) < 2:
-        raise LatencyTableError("a latency fit needs measurements at two or more sizes")
-    design = np.stack([x, np.ones_like(x)], axis=1)
-    (slope, intercept), *_ = np.linalg.lstsq(design, y, rcond=None)
-    rms = float(np.sqrt(np.mean((design @ np.array([slope, intercept]) - y) ** 2)))
+SPIKE_FACTOR = 2.0  # a point left out of its group's line lies this many max_fit_rms above it
+MIN_LINE_POINTS = 3  # a line with spikes left out still rests on this many points (and 2/3)
+
+
+def fit_group(points: Sequence[tuple[OpSpec, float]], max_rel_rms: float = math.inf) -> LinearFit:
+    """Least-squares line through ``(op, latency_ms)`` points of one group (>= 2 distinct sizes).
+
+    When the line misses the points by more than ``max_rel_rms`` (RMS over mean), the point
+    furthest above it is left out (a spike: kept as measured, not part of the line) and the line
+    fitted again, while that point lies more than ``SPIKE_FACTOR * max_rel_rms`` above the line,
+    is not next to a size already left out (a spike is one size; neighbours far above the line
+    mean the line is wrong), and at least ``MIN_LINE_POINTS`` points and two thirds of them stay
+    in."""
+    x = np.array([op_work(op) for op, _ in points], dtype=np.float64)
+    y = np.array([ms for _, ms in points], dtype=np.float64)
     sizes = [op.in_hw for op, _ in points]
-    return LinearFit(float(slope), float(intercept), rms, min(sizes), max(sizes), len(points))
+    if len(set(sizes)) < 2:
+        raise LatencyTableError("a latency fit needs measurements at two or more sizes")
+    keep = np.ones(len(points), dtype=bool)
+    least = max(MIN_LINE_POINTS, math.ceil(2 * len(points) / 3))
+    while True:
+        slope, intercept, rms, rel = _line(x, y, keep)
+        if rel <= max_rel_rms or keep.sum() - 1 < least:
+            break
+        predicted = np.maximum(slope * x + intercept, 1e-12)
+        excess = np.where(keep, y / predicted - 1.0, -np.inf)
+        worst = int(np.argmax(excess))
+        if excess[worst] <= SPIKE_FACTOR * max_rel_rms:
+            break
+        if _next_to_a_spike(sizes, keep, worst):
+            break  # a spike is one size: neighbours far above the line mean the line is wrong
+        keep[worst] = False
+    if rel > max_rel_rms and not keep.all():  # still missing: reported on all its points
+        keep[:] = True
+        slope, intercept, rms, rel = _line(x, y, keep)
+    spikes = tuple(sorted(s for s, k in zip(sizes, keep) if not k))
+    return LinearFit(
+        slope, intercept, rms, min(sizes), max(sizes), int(keep.sum()), rel, spikes
+    )
+
+
+def _next_to_a_spike(sizes: Sequence[int], keep: np.ndarray, i: int) -> bool:
+    """Whether point ``i``'s size is next (among the group's measured sizes) to one left out."""
+    order = sorted(set(sizes))
+    at = order.index(sizes[i])
+    near = {order[j] for j in (at - 1, at + 1) if 0 <= j < len(order)}
+    return any(not k and s in near for s, k in zip(sizes, keep))
+
+
+def _line(x: np.ndarray, y: np.ndarray, keep: np.ndarray) -> tuple[float, float, float, float]:
+    """Slope, intercept, RMS residual (ms) and RMS over mean of the points ``keep`` selects."""
+    design = np.stack([x[keep], np.ones(int(keep.sum()))], axis=1)
+    (slope, intercept), *_ = np.linalg.lstsq(design, y[keep], rcond=None)
+    rms = float(np.sqrt(np.mean((design @ np.array([slope, intercept]) - y[keep]) ** 2)))
+    mean = float(np.mean(y[keep]))
+    return float(slope), float(intercept), rms, rms / mean if mean > 0 else 0.0
 
 
 def fit_entries(
     table: LatencyTable, ops: Sequence[OpSpec], max_rel_rms: float = math.inf
 ) -> tuple[dict[str, Any], list[OpSpec]]:
     """Add a fitted entry for every op of ``ops`` from the table's measured entries, except for
-    ops whose group's line fits its points worse than ``max_rel_rms`` (RMS residual over the
-    group's mean latency): those are returned, to be measured instead. Also returns a summary
-    for the provenance (how many groups, how well the lines fit)."""
+    ops whose group's line (spikes left out, see :func:`fit_group`) fits its points worse than
+    ``max_rel_rms`` (RMS residual over the mean latency of the points in the line): those are
+    returned, to be measured instead. Also returns a summary for the provenance (how many
+    groups, how well the lines fit, which measured points were left out as spikes)."""
     points = _measured_points(table)
-    fits = {group: fit_group(points[group]) for group in {op_group(op) for op in ops}}
-    rel = {group: _rel_rms(fit, points[group]) for group, fit in fits.items()}
+    fits = {
+        group: fit_group(points[group], max_rel_rms) for group in {op_group(op) for op in ops}
+    }
     rejected = []
     for op in ops:
-        group = op_group(op)
-        if rel[group] > max_rel_rms:
+        fit = fits[op_group(op)]
+        if fit.rel_rms > max_rel_rms:
             rejected.append(op)
             continue
-        value = max(fits[group](op), 0.0)
-        table.add(op, LatencyEntry(value, fits[group].rms_ms, 0, value))
-    return _fit_summary(fits, points, rel, max_rel_rms, len(rejected)), rejected
+        value = max(fit(op), 0.0)
+        table.add(op, LatencyEntry(value, fit.rms_ms, 0, value))
+    return _fit_summary(fits, points, max_rel_rms, len(rejected)), rejected
+
+
+def refinement_ops(table: LatencyTable, rejected: Sequence[OpSpec]) -> list[OpSpec]:
+    """For each group among ``rejected`` (ops whose group's line missed), the op nearest the
+    middle of each gap between the group's measured sizes: measured, they let :func:`fit_entries`
+    try the group again with twice the points."""
+    measured = {g: sorted({op.in_hw for op, _ in pts}) for g, pts in _measured_points(table).items()}
+    by_group: dict[tuple[Any, ...], list[OpSpec]] = defaultdict(list)
+    for op in rejected:
+        by_group[op_group(op)].append(op)
+    chosen: list[OpSpec] = []
+    for group, ops in by_group.items():
+        sizes = measured.get(group, [])
+        for low, high in zip(sizes, sizes[1:]):
+            inside = [op for op in ops if low < op.in_hw < high]
+            if inside:
+                middle = (low + high) / 2
+                chosen.append(min(inside, key=lambda op: (abs(op.in_hw - middle), op.in_hw)))
+    return chosen
 
 
 def _measured_points(table: LatencyTable) -> dict[tuple[Any, ...], list[tuple[OpSpec, float]]]:
@@ -338,30 +418,33 @@ def _measured_points(table: LatencyTable) -> dict[tuple[Any, ...], list[tuple[Op
     return points
 
 
-def _rel_rms(fit: LinearFit, points: Sequence[tuple[OpSpec, float]]) -> float:
-    mean = float(np.mean([ms for _, ms in points]))
-    return fit.rms_ms / mean if mean > 0 else 0.0
-
-
 def _fit_summary(
     fits: Mapping[tuple[Any, ...], LinearFit],
     points: Mapping[tuple[Any, ...], list[tuple[OpSpec, float]]],
-    rel: Mapping[tuple[Any, ...], float],
     max_rel_rms: float,
     n_rejected: int,
 ) -> dict[str, Any]:
-    worst = sorted(fits, key=lambda group: rel[group], reverse=True)
+    worst = sorted(fits, key=lambda group: fits[group].rel_rms, reverse=True)
+    rel = [fit.rel_rms for fit in fits.values()]
+    spiked = [g for g in fits if fits[g].spikes and fits[g].rel_rms <= max_rel_rms]
     return {
         "method": FIT_METHOD,
         "groups": len(fits),
         "max_rel_rms_allowed": max_rel_rms if math.isfinite(max_rel_rms) else None,
-        "groups_rejected": sum(r > max_rel_rms for r in rel.values()),
+        "groups_rejected": sum(r > max_rel_rms for r in rel),
         "ops_measured_instead": n_rejected,
-        "max_rel_rms": round(rel[worst[0]], 5) if worst else 0.0,
-        "median_rel_rms": round(float(np.median(list(rel.values()))), 5) if rel else 0.0,
+        "max_rel_rms": round(fits[worst[0]].rel_rms, 5) if worst else 0.0,
+        "median_rel_rms": round(float(np.median(rel)), 5) if rel else 0.0,
         "worst_groups": [
-            {"rel_rms": round(rel[g], 5), "example": points[g][0][0].key, "points": fits[g].n}
+            {"rel_rms": round(fits[g].rel_rms, 5), "example": points[g][0][0].key,
+             "points": len(points[g]), "spikes": list(fits[g].spikes)}
             for g in worst[:5]
+        ],  # fmt: skip
+        "groups_with_spikes": len(spiked),
+        "spikes_left_out": sum(len(fits[g].spikes) for g in spiked),
+        "spike_examples": [
+            {"example": points[g][0][0].key, "spike_sizes": list(fits[g].spikes)}
+            for g in spiked[:5]
         ],
     }
 
@@ -965,7 +1048,7 @@ def _start_guard(run: _Run, reader: Probe | None, probe: ProbeSettings) -> Drift
             model,
         )
     assert guard.reference_ms is not None
-    record_reference(run.table, guard.reference_ms, probe, model)
+    record_reference(run.table, guard.reference_ms, guard.settings, model)
     log.info("probe: %.4f ms now, table reference %.4f ms", first, guard.reference_ms)
     return guard
 
@@ -1034,22 +1117,41 @@ def _execute_steps(
 
 
 def _fill_fitted(run: _Run, plan: ProfilePlan) -> tuple[dict[str, Any] | None, int]:
-    """Fit ``plan.to_fit``; measure the ops of groups that fit too badly. Returns the fit
-    summary and how many ops were measured instead of fitted."""
+    """Fit ``plan.to_fit``; for groups that fit too badly, measure an op in the middle of each
+    gap and fit again (:func:`refinement_ops`), then measure the ops of groups that still miss.
+    Returns the fit summary and how many ops were measured instead of fitted."""
     if not plan.to_fit:
         return None, 0
     profiling = run.table.provenance[PROFILING]
-    summary, rejected = fit_entries(run.table, plan.to_fit, run.max_fit_rms)
-    fitted = {op.key for op in plan.to_fit} - {op.key for op in rejected}
+    to_fit = list(plan.to_fit)
+    summary, rejected = fit_entries(run.table, to_fit, run.max_fit_rms)
+    refined: list[OpSpec] = refinement_ops(run.table, rejected) if rejected else []
+    if refined:
+        log.info(
+            "%d groups fit worse than %.1f%%: measuring %d ops in the middle of their gaps, "
+            "then fitting them again",
+            summary["groups_rejected"],
+            100 * run.max_fit_rms,
+            len(refined),
+        )
+        run.total += len(refined)
+        _measure_ops(run, refined)
+        done = {op.key for op in refined}
+        to_fit = [op for op in to_fit if op.key not in done]
+        summary, rejected = fit_entries(run.table, to_fit, run.max_fit_rms)
+    summary["refined_ops"] = len(refined)
+    fitted = {op.key for op in to_fit} - {op.key for op in rejected}
     profiling["fitted_keys"] = sorted({*profiling.get("fitted_keys", []), *fitted})
     profiling["fit"] = summary
     run.writer.changed()
     log.info(
-        "fitted %d ops from %d groups (median relative RMS residual %.2f%%, max %.2f%%)",
+        "fitted %d ops from %d groups (median relative RMS residual %.2f%%, max %.2f%%; "
+        "%d measured points left out as spikes)",
         len(fitted),
         summary["groups"],
         100 * summary["median_rel_rms"],
         100 * summary["max_rel_rms"],
+        summary["spikes_left_out"],
     )
     if rejected:
         log.info(
@@ -1060,7 +1162,7 @@ def _fill_fitted(run: _Run, plan: ProfilePlan) -> tuple[dict[str, Any] | None, i
         )
         run.total += len(rejected)
         _measure_ops(run, rejected)
-    return summary, len(rejected)
+    return summary, len(rejected) + len(refined)
 
 
 def _check_calibration_args(calibrate: int, method: str) -> None:

@@ -444,7 +444,7 @@ def _run_transfer(
             reader.close()
     info = fill_table(table, ops, tables, measured, names)
     if guard.reference_ms is not None and reader is not None:
-        record_reference(table, guard.reference_ms, probe, reader.model_id)
+        record_reference(table, guard.reference_ms, guard.settings, reader.model_id)
         info["drift"] = guard.log.summary(guard.reference_ms)
     fitted, method = fit_calibration(
         LatencyModel(table, space), [a for a, _ in points], [m for _, m in points], "auto"
