@@ -182,3 +182,29 @@ def test_remote_or_tuned_devices_compile_inline() -> None:
     assert not tvm_build.pool_applies(TVMBackend(compile_pool=False))
     assert not tvm_build.pool_applies(TVMBackend(tune_trials=8))
     assert not tvm_build.pool_applies(TVMBackend(rpc={"host": "127.0.0.1", "port": 9090}))
+
+
+def test_validation_times_subnets_compiled_ahead(
+    tables: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Validation compiles its subnets in the pool before timing any (a retried round loads the
+    library, it does not compile again): with the in-line compiler broken, a validation whose
+    subnet the profile's calibration already put in the cache still measures it."""
+    from ofabench.latency.validate import validate_device
+
+    def no_inline_compile(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("compiled in-line")
+
+    monkeypatch.setattr(TVMBackend, "compile", no_inline_compile)
+    cache = tables["root"] / "cache"
+    result = validate_device(
+        device(cache), SpaceSpec.from_dict(TINY_SPACE), table=tables["root"] / "pool.json",
+        n=2, settings=QUICK, speed_check="off", out_dir=tmp_path / "v",
+    )  # fmt: skip
+    assert result.n_measured_now == 2 and result.metrics["plain"].n == 2
+    with pytest.raises(BackendError, match="compiled in-line"):
+        validate_device(
+            device(None, compile_pool=False), SpaceSpec.from_dict(TINY_SPACE),
+            table=tables["root"] / "pool.json", n=2, settings=QUICK, speed_check="off",
+            out_dir=tmp_path / "v2",
+        )  # fmt: skip

@@ -584,7 +584,7 @@ def recalibrate_table(
     when the probe runs that long). Works for tables made before probes existed. Returns the
     record stored in ``provenance["probe"]["recalibration"]``; the caller saves the table."""
     from .model import LatencyModel
-    from .profiler import calibration_archs, measure_subnet
+    from .profiler import calibration_archs, subnet_timer
 
     if n < 1:
         raise ConfigError(f"recalibration needs at least 1 subnet, got {n}")
@@ -593,9 +593,10 @@ def recalibrate_table(
     archs = calibration_archs(space, model.resolutions, n, seed)
     probed: list[Probed[Any]] = []
     with Probe(backend, settings) as probe:
+        measure, _ = subnet_timer(backend, space, archs, settings)  # compiled ahead if it can
         guard = DriftGuard(probe, ProbeSettings(every=1), reference_ms=None)
         guard.start()
-        guard.measure(archs, lambda a: measure_subnet(backend, space, a, settings), probed.append)
+        guard.measure(archs, measure, probed.append)
     ratios = [p.measurement.median_ms / model.predict(p.item) for p in probed]
     ratio = float(np.median(ratios))
     assert guard.reference_ms is not None

@@ -553,6 +553,30 @@ def measure_subnet(
         ) from exc
 
 
+def subnet_timer(
+    backend: Backend, space: SpaceSpec, archs: Sequence[ArchConfig], settings: MeasureSettings
+) -> tuple[Callable[[ArchConfig], Measurement], Any]:
+    """A function timing any of ``archs`` end to end, and what was compiled ahead for it. A
+    backend that compiles ahead (``prebuild_subnets``: TVM's process pool and library cache)
+    compiles them all now, before any is timed, so a subnet measured again (a round the probe
+    rejected, a second pass) is loaded, not compiled again; the others, and what failed to
+    compile ahead, go through :func:`measure_subnet`. The second value is the compile summary
+    (``None`` when nothing was compiled ahead): the caller reads its probe afresh after it."""
+    prebuild = getattr(backend, "prebuild_subnets", None)
+    built = prebuild(space, list(archs)) if prebuild is not None and len(archs) else None
+
+    def measure(arch: ArchConfig) -> Measurement:
+        name = arch.to_json()
+        if built is None or name not in built:
+            return measure_subnet(backend, space, arch, settings)
+        try:
+            return built.measure(name, settings)
+        except Exception as exc:
+            raise BackendError(f"backend {backend.name!r} failed on subnet {name}: {exc}") from exc
+
+    return measure, built
+
+
 def entry_from(measurement: Measurement, probed: Probed[Any] | None = None) -> LatencyEntry:
     """A table entry from a measurement: its median as the value (``mean_ms`` and ``median_ms``),
     normalised to the reference speed with the probe reading of its moment when ``probed``."""

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from ..devices.base import Backend, Measurement, MeasureSettings
+from ..devices.base import Backend, MeasureSettings
 from ..devices.profiles import DeviceProfile, load_profile
 from ..errors import ConfigError, LatencyTableError
 from ..provenance import atomic_open, write_json
@@ -74,8 +74,8 @@ from .profiler import (
     default_table_path,
     fit_calibration,
     latency_model,
-    measure_subnet,
     open_backend,
+    subnet_timer,
 )
 from .table import LatencyTable
 
@@ -349,7 +349,10 @@ def anchor_level(
     chosen = points[:k]
     archs = [ArchConfig.from_dict(p["arch"]) for p in chosen]
     probed: list[Probed[ArchConfig]] = []
-    guard.measure(archs, lambda a: measure_subnet(backend, space, a, settings), probed.append)
+    measure, built = subnet_timer(backend, space, archs, settings)
+    if built is not None:
+        guard.start()  # the probe read afresh after compiling
+    guard.measure(archs, measure, probed.append)
     ratios = [p.normalised_ms / float(q["measured_ms"]) for p, q in zip(probed, chosen)]
     level = float(np.median(ratios))
     log.info("anchor: %d calibration subnets measured here at %.4fx their profile time", k, level)
@@ -468,15 +471,16 @@ class _Sweep:
                 key = f"subnet {i + 1}/{len(self.archs)} (pass {p + 1})"
                 self.progress(count["done"], count["total"], key)
 
+        needed = [self.archs[i] for i in sorted({i for i, _ in todo})]
+        timer, built = subnet_timer(self.backend, self.space, needed, self.settings)
+        if built is not None:
+            self.guard.start()  # the probe read afresh after compiling
         if self.progress is not None:
             self.progress(0, len(todo), "")
         self.guard.on_retry = retried
         every = max(1, self.guard.settings.every // 4)  # a subnet takes as long as several ops
-        self.guard.measure(todo, self.measure, record, every)
+        self.guard.measure(todo, lambda item: timer(self.archs[item[0]]), record, every)
         return len(todo)
-
-    def measure(self, item: tuple[int, int]) -> Measurement:
-        return measure_subnet(self.backend, self.space, self.archs[item[0]], self.settings)
 
     def row(self, probed: Probed[tuple[int, int]]) -> dict[str, Any]:
         (i, p), measurement = probed.item, probed.measurement
