@@ -111,6 +111,9 @@ def test_outputs_are_consistent_with_each_other(finished: Study) -> None:
     scratch = s["scratch"]["summary"]["archs"]
     assert len(scratch) == 1 and 0.0 <= scratch[0]["scratch_test"] <= 1.0
     assert scratch[0]["arch"] in [c["arch"] for c in search["chosen"]]
+    evaluated = [json.loads(line) for line in (finished.work / "compare" / "evaluations.jsonl").open()]
+    ps_row = [r for r in evaluated if r["net"] == "ps" and json.loads(r["arch"]) == scratch[0]["arch"]]
+    assert scratch[0]["ofa_test"] == ps_row[-1]["acc"]["test_acc"]  # the same arch, from the cache
     # a scratch run's budget: every image of every epoch through its one architecture
     metrics = (Path(scratch[0]["dir"]) / "metrics.csv").read_text().splitlines()
     assert scratch[0]["subnet_passes"] == 64 * (len(metrics) - 1) > 0

@@ -405,11 +405,23 @@ class _Evaluations:
             )  # fmt: skip
         return self._evaluators[net]
 
+    def _current(self, net: str, arch: ArchConfig) -> dict[str, Any] | None:
+        """The cached row of ``arch`` on ``net`` if it was scored on this study's test images."""
+        cached = self.cache.get((net, arch.to_json()))
+        if cached is None or "test_correct" not in cached:
+            return None
+        return cached if cached.get("test_images") == self.study.config.compare.test_images else None
+
+    def cached(self, net: str, arch: ArchConfig) -> dict[str, float] | None:
+        """The accuracy of ``arch`` on ``net`` if it is cached for this study's test images
+        (nothing is evaluated)."""
+        row = self._current(net, arch)
+        return None if row is None else row["acc"]
+
     def _row(self, net: str, arch: ArchConfig) -> dict[str, Any]:
         key = (net, arch.to_json())
-        cached = self.cache.get(key, {})
         limit = self.study.config.compare.test_images
-        if "test_correct" not in cached or cached.get("test_images") != limit:
+        if self._current(net, arch) is None:
             hits = self._evaluator(net).correct(arch)["test"].numpy()
             row = {"net": net, "arch": key[1], "acc": {"test_acc": float(hits.mean())},
                    "test_correct": base64.b64encode(np.packbits(hits)).decode("ascii"),
@@ -545,13 +557,13 @@ def scratch(study: Study, devices: Sequence[DeviceStep]) -> dict[str, Any]:
                                   "--threads", str(study.config.train_threads), "--no-progress"])
             for i in pending
         ])  # fmt: skip
-    evaluations = _cached_evaluations(study)
+    evaluations = _Evaluations(study)
     results = []
     for i, x in enumerate(picks):
         checkpoint = final_checkpoint(study, "scratch", x["arch"], out_of[i])
         record = json.loads(checkpoint.with_suffix(".json").read_text())
         train = training_summary(out_of[i], checkpoint)
-        ofa = evaluations.get(("ps", ArchConfig.from_dict(x["arch"]).to_json()), {})
+        ofa = evaluations.cached("ps", ArchConfig.from_dict(x["arch"])) or {}
         results.append({
             **x, "dir": str(out_of[i]), "scratch_val": record["val_acc"],
             "scratch_test": record["test_acc"], "ofa_test": ofa.get("test_acc"),
@@ -568,19 +580,6 @@ def _arch_dir(arch: dict[str, Any]) -> str:
     import hashlib
 
     return "arch_" + hashlib.sha1(ArchConfig.from_dict(arch).to_json().encode()).hexdigest()[:10]
-
-
-def _cached_evaluations(study: Study) -> dict[tuple[str, str], dict[str, float]]:
-    path = study.work / "compare" / "evaluations.jsonl"
-    out = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            out[(row["net"], row["arch"])] = row["acc"]
-    return out
 
 
 def _write_scratch_external(study: Study, device: str, results: Sequence[dict[str, Any]]) -> None:
