@@ -29,6 +29,7 @@ from ofabench.latency.profiler import (
     fit_group,
     fitted_keys,
     latency_model,
+    measured_keys,
     measured_resolutions,
     op_group,
     op_work,
@@ -497,6 +498,36 @@ def test_spikes_are_left_out_and_missing_groups_refined(tmp_path: Path) -> None:
     assert result.n_measured + result.n_fitted == len(table)
     anchors = plan_profile(space, space.resolutions, (128, 160, 192)).to_measure
     assert result.n_measured == len(anchors) + fit["refined_ops"]
+
+
+def test_a_run_killed_while_refining_resumes_with_fitted_entries_still_fitted(
+    tmp_path: Path,
+) -> None:
+    """The table is saved while the refinement ops are measured; the entries fitted just before
+    must already be listed as fitted there, or a resumed run reads them as measured points."""
+    space = get_space().restrict(
+        kernel_choices=(3,), expand_choices=(3,), depth_choices=(2,),
+        resolutions=tuple(range(128, 193, 8)),
+    )  # fmt: skip
+    anchors = plan_profile(space, space.resolutions, (128, 160, 192)).to_measure
+    out = tmp_path / "t.json"
+    LinearTestBackend.calls = 0
+    spiky = {"spike_hw": [80], "spike": 2.5}
+    with pytest.raises(BackendError, match="synthetic conversion failure"):
+        profile_device(
+            linear_device(**spiky, fail_at=len(anchors) + 2), space, out_path=out,
+            settings=QUICK, fit_resolutions="every:4", probe=ProbeSettings(enabled=False),
+        )  # fmt: skip
+    killed = LatencyTable.load(out)
+    assert fitted_keys(killed) and len(killed) > len(anchors) + 1  # killed while refining
+    assert all(killed[key].count > 0 for key in measured_keys(killed))
+    result = profile_device(
+        linear_device(**spiky), space, out_path=out, settings=QUICK, fit_resolutions="every:4",
+        probe=ProbeSettings(enabled=False),
+    )  # fmt: skip
+    table = LatencyTable.load(result.path)
+    assert all(table[key].count > 0 for key in measured_keys(table))
+    assert table.provenance["profiling"]["fit"]["groups_rejected"] == 0
 
 
 def test_calibration_recovers_the_end_to_end_scale(tmp_path: Path) -> None:

@@ -566,13 +566,10 @@ def subnet_timer(
     built = prebuild(space, list(archs)) if prebuild is not None and len(archs) else None
 
     def measure(arch: ArchConfig) -> Measurement:
-        name = arch.to_json()
-        if built is None or name not in built:
-            return measure_subnet(backend, space, arch, settings)
-        try:
-            return built.measure(name, settings)
-        except Exception as exc:
-            raise BackendError(f"backend {backend.name!r} failed on subnet {name}: {exc}") from exc
+        return time_compiled(
+            [built] if built is not None else [], backend, arch.to_json(), "subnet", settings,
+            lambda: measure_subnet(backend, space, arch, settings),
+        )  # fmt: skip
 
     return measure, built
 
@@ -682,15 +679,28 @@ def _compile_failures(backend: Backend, failed: Mapping[str, str]) -> str:
 
 
 def _timed(run: _Run, name: str, what: str, in_line: Callable[[], Measurement]) -> Measurement:
-    """Time ``name`` (an op's key, a subnet's JSON) from the library compiled ahead when there
-    is one, else by ``in_line()`` (convert and time)."""
-    built = next((b for b in run.prebuilt if name in b), None)
+    """:func:`time_compiled` from what this run compiled ahead."""
+    return time_compiled(run.prebuilt, run.backend, name, what, run.settings, in_line)
+
+
+def time_compiled(
+    prebuilt: Sequence[Any],
+    backend: Backend,
+    name: str,
+    what: str,
+    settings: MeasureSettings,
+    in_line: Callable[[], Measurement],
+) -> Measurement:
+    """Time ``name`` (an op's key, a subnet's JSON) from a library of ``prebuilt`` (what a
+    backend's ``prebuild_*`` compiled ahead) when one holds it, else by ``in_line()`` (convert
+    and time)."""
+    built = next((b for b in prebuilt if name in b), None)
     if built is None:
         return in_line()
     try:
-        return built.measure(name, run.settings)
+        return built.measure(name, settings)
     except Exception as exc:
-        raise BackendError(f"backend {run.backend.name!r} failed on {what} {name}: {exc}") from exc
+        raise BackendError(f"backend {backend.name!r} failed on {what} {name}: {exc}") from exc
 
 
 def _measure_rounds(run: _Run, ops: Sequence[OpSpec], again: bool = False) -> list[OpSpec]:
@@ -1148,7 +1158,16 @@ def _fill_fitted(run: _Run, plan: ProfilePlan) -> tuple[dict[str, Any] | None, i
         return None, 0
     profiling = run.table.provenance[PROFILING]
     to_fit = list(plan.to_fit)
-    summary, rejected = fit_entries(run.table, to_fit, run.max_fit_rms)
+
+    def fit(ops: list[OpSpec]) -> tuple[dict[str, Any], list[OpSpec], set[str]]:
+        """Fit ``ops`` and list what was fitted in the provenance at once: the table is saved
+        while refining, and a resumed run must not read fitted entries as measured points."""
+        summary, rejected = fit_entries(run.table, ops, run.max_fit_rms)
+        fitted = {op.key for op in ops} - {op.key for op in rejected}
+        profiling["fitted_keys"] = sorted({*profiling.get("fitted_keys", []), *fitted})
+        return summary, rejected, fitted
+
+    summary, rejected, fitted = fit(to_fit)
     refined: list[OpSpec] = refinement_ops(run.table, rejected) if rejected else []
     if refined:
         log.info(
@@ -1162,10 +1181,8 @@ def _fill_fitted(run: _Run, plan: ProfilePlan) -> tuple[dict[str, Any] | None, i
         _measure_ops(run, refined)
         done = {op.key for op in refined}
         to_fit = [op for op in to_fit if op.key not in done]
-        summary, rejected = fit_entries(run.table, to_fit, run.max_fit_rms)
+        summary, rejected, fitted = fit(to_fit)  # the lines of the groups fitted above: unchanged
     summary["refined_ops"] = len(refined)
-    fitted = {op.key for op in to_fit} - {op.key for op in rejected}
-    profiling["fitted_keys"] = sorted({*profiling.get("fitted_keys", []), *fitted})
     profiling["fit"] = summary
     run.writer.changed()
     log.info(
